@@ -1,0 +1,149 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the kernel selftests the initramfs needs, as static x86_64
+# binaries, from the kernel tree $SRC, and copy them to
+# $CACHE/selftests-bin/:
+#
+#   tools/testing/selftests/mm:  uffd-unit-tests, uffd-stress
+#   tools/testing/selftests/kvm: guest_memfd_test
+#   selftests/*.c (ours):        one program each
+#
+# Nothing is written into $SRC: the uapi headers are made with their own
+# O= directory and every object goes to OUTPUT= under
+# $CACHE/selftests-build/.  Make decides what is out of date, so a second
+# run only re-checks.  The full log goes to $LOGS/selftests-build.log.
+. "$(dirname "$0")/lib.sh"
+
+ST=$SRC/tools/testing/selftests
+BLD=$CACHE/selftests-build
+HDR=$BLD/hdr              # O= of "make headers"; never $KOUT
+MMCFG=$BLD/mm-config      # local_config.mk for the mm Makefile
+BIN=$CACHE/selftests-bin
+log=$LOGS/selftests-build.log
+# At most two jobs: the machine is small and a kernel may build beside us.
+J=${SELFTESTS_JOBS:-2}
+
+[ -f "$ST/mm/Makefile" ] && [ -f "$ST/kvm/Makefile" ] ||
+	die "no selftests in $SRC: run scripts/kernel-src.sh first"
+
+mkdir -p "$BLD/mm" "$BLD/kvm" "$HDR" "$MMCFG" "$BIN"
+: > "$log"
+
+# run CMD...: run CMD with the toolchain in the current directory, echoing
+# it into the log, all output to the log.
+run() {
+	{ printf '+'; printf ' %q' "$@"; echo; } >> "$log"
+	tc "$@" >> "$log" 2>&1
+}
+
+fail() {
+	grep -E 'error|Error|undefined reference|No rule' "$log" |
+		grep -v HDRINST | tail -n 20 >&2 || true
+	die "$1; full log: $log"
+}
+
+# Everything the selftests Makefiles share.  -static comes through
+# USERLDFLAGS, which lib.mk appends to LDFLAGS for exactly this use.
+COMMON=(ARCH=x86_64 CC=gcc "KHDR_INCLUDES=-isystem $HDR/usr/include"
+	USERLDFLAGS=-static V=1)
+
+build_headers() {
+	# The exported uapi headers, as the top-level kselftest target makes
+	# them (KHDR_INCLUDES=-isystem $objtree/usr/include).
+	cd "$SRC"
+	run make ARCH=x86_64 O="$HDR" -j"$J" headers ||
+		fail "make headers failed"
+	[ -f "$HDR/usr/include/linux/userfaultfd.h" ] ||
+		fail "headers made but $HDR/usr/include/linux/userfaultfd.h is missing"
+}
+
+build_mm() {
+	# mm/Makefile does "include local_config.mk" and would make it (and
+	# local_config.h) in the source directory with check_config.sh.  The
+	# file is given from $MMCFG through make's include path instead; only
+	# cow and gup_longterm use it (for liburing), neither is built here.
+	#
+	# LOCAL_HDRS (the headers every program depends on) is given too:
+	# the Makefile's own list would name local_config.h in the source
+	# directory.  The mm Makefile has no header dependency tracking, so
+	# the list here is wider than upstream's: the mm headers, kselftest's,
+	# and a stamp that is touched whenever "make headers" changed a uapi
+	# header (linux/userfaultfd.h above all).
+	if [ ! -f "$MMCFG/local_config.mk" ]; then
+		printf '%s\n' '# Written by build-selftests.sh: no liburing wanted.' \
+			'IOURING_EXTRA_LIBS =' > "$MMCFG/local_config.mk"
+	fi
+	local stamp=$BLD/uapi.stamp hdrs
+	if [ ! -e "$stamp" ] ||
+		[ -n "$(find "$HDR/usr/include" -newer "$stamp" -print -quit)" ]; then
+		touch "$stamp"
+	fi
+	hdrs="$stamp $SRC/mm/gup_test.h $ST/kselftest_harness.h $ST/kselftest.h"
+	hdrs+=" $(cd "$ST/mm" && echo "$PWD"/*.h)"
+	cd "$ST/mm"
+	run make -I "$MMCFG" -j"$J" "${COMMON[@]}" OUTPUT="$BLD/mm" \
+		LOCAL_HDRS="$hdrs" \
+		"$BLD/mm/uffd-unit-tests" "$BLD/mm/uffd-stress" ||
+		fail "mm selftests build failed"
+}
+
+build_kvm() {
+	# TMPOUT: tools/build/Build.include's try-run makes its scratch
+	# directory .tmp_$$ in the current directory, i.e. in $SRC; give it
+	# one in OUTPUT ($$$$ is make's escape for the shell's $$).
+	cd "$ST/kvm"
+	run make -j"$J" "${COMMON[@]}" OUTPUT="$BLD/kvm" \
+		TMPOUT="$BLD/kvm/.tmp_\$\$\$\$" \
+		"$BLD/kvm/guest_memfd_test" ||
+		fail "kvm selftests build failed"
+}
+
+build_ours() {
+	# Our own tests in selftests/: every *.c is one program.
+	mkdir -p "$BLD/ours"
+	cd "$TOP/selftests"
+	run make -j"$J" CC=gcc OUTPUT="$BLD/ours" KSFT="$ST" KHDR="$HDR/usr/include" ||
+		fail "our selftests (selftests/) failed to build"
+}
+
+# install_bin FILE: check FILE is a static x86-64 executable and copy it
+# to $BIN when it differs from the copy there.
+install_bin() {
+	local f=$1 name desc
+	name=$(basename "$f")
+	[ -x "$f" ] || die "$f was not built; full log: $log"
+	if command -v file >/dev/null; then
+		desc=$(file -b "$f")
+		case "$desc" in
+		*x86-64*", statically linked"*) ;;
+		*) die "$name is not a static x86-64 executable: $desc" ;;
+		esac
+	else
+		# No file(1) on the host: readelf from the toolchain; an
+		# executable without a program interpreter is static.
+		desc=$(tc readelf -hlW "$f") || die "readelf failed on $f"
+		case "$desc" in
+		*"program interpreter"*) die "$name is dynamically linked" ;;
+		*"Type:"*"EXEC"*"X86-64"*) ;;
+		*) die "$name is not an x86-64 executable" ;;
+		esac
+	fi
+	if ! cmp -s "$f" "$BIN/$name"; then
+		install -m 0755 "$f" "$BIN/$name"
+		say "selftests: installed $BIN/$name"
+	fi
+}
+
+say "selftests: start (log: $log)"
+stage "selftests: uapi headers" build_headers
+stage "selftests: mm (uffd-unit-tests, uffd-stress)" build_mm
+stage "selftests: kvm (guest_memfd_test)" build_kvm
+stage "selftests: ours (selftests/)" build_ours
+for f in "$BLD/mm/uffd-unit-tests" "$BLD/mm/uffd-stress" \
+	"$BLD/kvm/guest_memfd_test" "$BLD"/ours/*; do
+	install_bin "$f"
+done
+if grep -q 'warning:' "$log"; then
+	say "selftests: $(grep -c 'warning:' "$log") compiler warning(s), see $log"
+fi
+say "selftests: done: $(cd "$BIN" && echo *) in $BIN"

@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# /init of the test initramfs (busybox sh).  Runs the plan in /tests/plan,
+# each line "GROUP NAME TIMEOUT COMMAND ARGS...", and frames every test's
+# output with markers the host parses (scripts/results.py):
+#   @@@ BEGIN GROUP NAME
+#   ... TAP or free-form output ...
+#   @@@ END GROUP NAME rc=N
+# Then it checks the kernel log for splats, runs a kmemleak scan, unloads
+# the module and powers off.
+
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/tests
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm /tmp /mnt/huge
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t hugetlbfs hugetlbfs /mnt/huge
+ulimit -c 0
+
+echo "@@@ GUEST kernel $(uname -r) cpus $(nproc) mem $(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
+echo "${HUGEPAGES:-64}" > /proc/sys/vm/nr_hugepages
+echo "@@@ GUEST hugepages $(cat /proc/sys/vm/nr_hugepages)"
+# userfaultfd from unprivileged users is off by default; the tests run as
+# root, but uffd-unit-tests also checks the user-mode-only variant.
+echo 1 > /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null
+
+fail_setup() {
+	echo "@@@ BEGIN setup $1"
+	echo "$2"
+	echo "@@@ END setup $1 rc=1"
+}
+
+if [ -f /modules/gmem_uffd.ko ]; then
+	echo "@@@ BEGIN setup insmod"
+	insmod /modules/gmem_uffd.ko
+	rc=$?
+	ls -l /dev/guest_memfd
+	echo "@@@ END setup insmod rc=$rc"
+fi
+
+while read -r group name tmo cmd; do
+	case "$group" in ''|'#'*) continue ;; esac
+	echo "@@@ BEGIN $group $name"
+	start=$(date +%s)
+	# shellcheck disable=SC2086
+	timeout "$tmo" sh -c "cd /tmp && exec $cmd" < /dev/null 2>&1
+	rc=$?
+	echo "@@@ END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
+	sync
+done < /tests/plan
+
+if [ -f /modules/gmem_uffd.ko ]; then
+	echo "@@@ BEGIN setup rmmod"
+	rmmod gmem_uffd
+	rc=$?
+	[ -e /dev/guest_memfd ] && { echo "/dev/guest_memfd still present"; rc=1; }
+	echo "@@@ END setup rmmod rc=$rc"
+fi
+
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan > /sys/kernel/debug/kmemleak
+	echo "@@@ KMEMLEAK BEGIN"
+	cat /sys/kernel/debug/kmemleak
+	echo "@@@ KMEMLEAK END"
+fi
+
+echo "@@@ DMESG BEGIN"
+dmesg
+echo "@@@ DMESG END"
+echo "@@@ GUEST DONE"
+sync
+poweroff -f

@@ -1,0 +1,59 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# rustfmt and clippy on src/ and rust/, checkpatch --strict on patches/ and
+# on our C selftests.  Exit non-zero on any finding.
+. "$(dirname "$0")/lib.sh"
+
+bad=0
+mapfile -t rs < <(cd "$TOP" && find src rust -name '*.rs' 2>/dev/null | sort)
+if [ ${#rs[@]} -gt 0 ]; then
+	if (cd "$TOP" && tc rustfmt --check --edition 2021 --config-path "$SRC/.rustfmt.toml" "${rs[@]}"); then
+		say "lint: rustfmt clean (${#rs[@]} files)"
+	else
+		say "lint: rustfmt found differences (run: rustfmt --edition 2021 --config-path $SRC/.rustfmt.toml)"
+		bad=1
+	fi
+fi
+
+# clippy on the module: the kernel's CLIPPY=1, warnings are findings.
+if "$TOP/scripts/build-module.sh" CLIPPY=1 2>"$LOGS/clippy.err"; then
+	if grep -qE '^(warning|error)' "$LOGS/module-build.log"; then
+		grep -E '^(warning|error)' -A8 "$LOGS/module-build.log"
+		say "lint: clippy findings in src/"
+		bad=1
+	else
+		say "lint: clippy clean on src/"
+	fi
+else
+	cat "$LOGS/clippy.err"
+	bad=1
+fi
+# clippy on our kernel crate files (rebuilds rust/ of the kernel build).
+if [ -n "$(ls -A "$TOP/rust" 2>/dev/null)" ]; then
+	"$TOP/scripts/kernel-tree.sh"
+	if (cd "$SRC" && tc make LLVM=1 O="$KOUT" -j"$JOBS" CLIPPY=1 rust/) >"$LOGS/clippy-rust.log" 2>&1 &&
+	   ! grep -qE '^(warning|error)' "$LOGS/clippy-rust.log"; then
+		say "lint: clippy clean on rust/"
+	else
+		grep -E '^(warning|error)' -A8 "$LOGS/clippy-rust.log"
+		say "lint: clippy findings in rust/ (log: $LOGS/clippy-rust.log)"
+		bad=1
+	fi
+fi
+
+cp=(perl "$SRC/scripts/checkpatch.pl" --strict --color=never --quiet)
+for p in "$TOP"/patches/*.patch; do
+	if ! (cd "$SRC" && tc "${cp[@]}" "$p"); then
+		say "lint: checkpatch --strict: $(basename "$p")"
+		bad=1
+	fi
+done
+for f in "$TOP"/selftests/*.c; do
+	[ -f "$f" ] || continue
+	if ! (cd "$SRC" && tc "${cp[@]}" --no-tree -f "$f"); then
+		say "lint: checkpatch --strict: selftests/$(basename "$f")"
+		bad=1
+	fi
+done
+[ $bad -eq 0 ] || die "lint: findings above"
+say "lint: clean"

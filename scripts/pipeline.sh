@@ -1,0 +1,49 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The whole job, one stage at a time, each with a start and an end line:
+#   pipeline.sh build            toolchain, kernel source, tree, config, kernel, module, tests
+#   pipeline.sh check|run        build, then boot QEMU with selftests/<name>.plan
+. "$(dirname "$0")/lib.sh"
+
+what=${1:-check}
+S=$TOP/scripts
+
+prereqs() {
+	local missing=()
+	command -v python3 >/dev/null || missing+=(python3)
+	command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+	command -v file >/dev/null || missing+=(file)
+	command -v xz >/dev/null || missing+=(xz-utils)
+	command -v git >/dev/null || missing+=(git)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+		say "prerequisites: installing ${missing[*]} with apt-get"
+		{ apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >"$LOGS/host-apt.log" 2>&1 ||
+			die "could not install ${missing[*]}: apt-get install ${missing[*]} (log: $LOGS/host-apt.log)"
+	else
+		die "missing host tools: apt-get install ${missing[*]}"
+	fi
+}
+
+build() {
+	stage prerequisites prereqs
+	stage "kernel source" "$S/kernel-src.sh"
+	stage toolchain "$S/toolchain.sh"
+	stage "kernel tree" "$S/kernel-tree.sh"
+	stage "kernel config ($FLAVOUR)" "$S/kernel-config.sh"
+	stage "kernel build ($FLAVOUR)" "$S/kernel-build.sh"
+	stage module "$S/build-module.sh"
+	stage selftests "$S/build-selftests.sh"
+}
+
+boot() {
+	local plan=$TOP/selftests/$1.plan img=$CACHE/initramfs-$1.cpio
+	stage initramfs "$S/initramfs.sh" "$plan" "$img"
+	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img"
+}
+
+case "$what" in
+build) build ;;
+check|run) build; boot "$what" ;;
+*) die "usage: pipeline.sh build|check|run" ;;
+esac

@@ -1,0 +1,47 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot the kernel with an initramfs in QEMU, show test progress, save the
+# serial log and turn it into results.
+#   run-qemu.sh NAME INITRAMFS
+# TCG (-accel tcg -cpu max) unless the host CPU shows vmx/svm and /dev/kvm
+# is usable; ACCEL=tcg|kvm overrides.  QEMU_TIMEOUT bounds the whole run.
+. "$(dirname "$0")/lib.sh"
+
+name=$1 initrd=$2
+command -v qemu-system-x86_64 >/dev/null ||
+	die "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
+accel=${ACCEL:-}
+if [ -z "$accel" ]; then
+	if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then accel=kvm; else accel=tcg; fi
+fi
+case "$accel" in
+kvm) aopts=(-accel kvm -cpu host) ;;
+*) aopts=(-accel tcg -cpu max) ;;
+esac
+log=$LOGS/$name-guest.log
+: > "$log"
+say "qemu: booting ($accel, ${QEMU_SMP:-2} vCPUs, ${QEMU_MEM:-4G}); serial log: $log"
+cmdline="console=ttyS0 quiet panic=-1 log_buf_len=16M"
+cmdline="$cmdline kmemleak=on HUGEPAGES=${HUGEPAGES:-64} ${GUEST_CMDLINE:-}"
+
+# Progress: one line per test that starts or ends.
+tail -n +1 -F "$log" 2>/dev/null | sed -u -n \
+	-e 's/\r$//' \
+	-e 's/^@@@ BEGIN \([^ ]*\) \([^ ]*\).*/    ... \1\/\2/p' \
+	-e 's/^@@@ END \([^ ]*\) \([^ ]*\) \(.*\)/    done \1\/\2 \3/p' \
+	-e 's/^@@@ GUEST \(.*\)/    guest: \1/p' \
+	-e 's/^\(.*Kernel panic.*\)/    \1/p' >&2 &
+tailer=$!
+trap 'kill $tailer 2>/dev/null || true' EXIT
+
+rc=0
+timeout -k 10 "${QEMU_TIMEOUT:-1800}" qemu-system-x86_64 "${aopts[@]}" \
+	-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-4G}" -nodefaults -no-reboot \
+	-display none -monitor none -serial "file:$log" \
+	-kernel "$KOUT/arch/x86/boot/bzImage" -initrd "$initrd" \
+	-append "$cmdline" < /dev/null || rc=$?
+sleep 1
+kill $tailer 2>/dev/null
+[ $rc -eq 124 ] && say "qemu: timed out after ${QEMU_TIMEOUT:-1800}s"
+say "qemu: exited (rc=$rc)"
+python3 "$TOP/scripts/results.py" "$log" | tee "$LOGS/$name-results.txt"
