@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Files on anonymous inodes of a private pseudo file system.
+//!
+//! Like KVM's guest_memfd, a driver may give every file it creates an inode of its own, so
+//! that the page cache, the size and the memory mappings belong to that one file.  The inodes
+//! live on a pseudo file system that the driver mounts internally ([`PseudoFs`]); the files
+//! are created with [`PseudoFs::create_file`] and installed as new file descriptors.  Their behaviour is
+//! given by an [`AnonFileOperations`] implementation, whose private data is available to every
+//! file operation, to the fault handler and to userfaultfd operations (see
+//! [`crate::mm::vm_ops`]).
+//!
+//! The size of such a file is set at creation and cannot be changed: `ftruncate()` and other
+//! attribute changes fail with `EINVAL`.
+//!
+//! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
+//! [`include/linux/pseudo_fs.h`](srctree/include/linux/pseudo_fs.h)
+
+use crate::{
+    bindings,
+    error::{code::*, from_err_ptr, Error, Result},
+    fs::file::{File, FileDescriptorReservation},
+    iov::{IovIterDest, IovIterSource},
+    mm::{
+        folio::Folio,
+        page_cache::AddressSpace,
+        vm_ops::UffdOperations,
+        virt::VmaNew,
+    },
+    prelude::*,
+    sync::aref::ARef,
+    types::{ForeignOwnable, Opaque},
+    ThisModule,
+};
+use core::{marker::PhantomData, ptr::NonNull};
+
+/// A pseudo file system, mounted internally, whose inodes back the anonymous files of one
+/// driver, all with the operations `T`.
+///
+/// It lives in the driver's module object: every file holds a reference on the module (the
+/// `owner` of the file operations kept here), so no file outlives it.
+///
+/// # Invariants
+///
+/// `mnt` is the mount returned by `kern_mount` of `fs_type`, held until drop; `fops` is
+/// `T`'s file operations with `owner` set to the module that owns `self`.
+#[pin_data(PinnedDrop)]
+pub struct PseudoFs<T: AnonFileOperations> {
+    #[pin]
+    fs_type: Opaque<bindings::file_system_type>,
+    magic: usize,
+    #[pin]
+    fops: Opaque<bindings::file_operations>,
+    mnt: *mut bindings::vfsmount,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: The mount and the operations table are used only through thread-safe VFS calls.
+unsafe impl<T: AnonFileOperations> Send for PseudoFs<T> {}
+// SAFETY: As above.
+unsafe impl<T: AnonFileOperations> Sync for PseudoFs<T> {}
+
+impl<T: AnonFileOperations> PseudoFs<T> {
+    /// Creates and mounts a pseudo file system named `name`, with superblock magic `magic`, for
+    /// the files of `module`.
+    pub fn new(
+        name: &'static CStr,
+        magic: usize,
+        module: &'static ThisModule,
+    ) -> impl PinInit<Self, Error> {
+        try_pin_init!(&this in Self {
+            fs_type <- Opaque::ffi_init(move |slot: *mut bindings::file_system_type| {
+                // SAFETY: `slot` is valid for writes; all-zeroes is a valid value of the C type.
+                unsafe {
+                    slot.write(pin_init::zeroed());
+                    (*slot).name = name.as_char_ptr();
+                    (*slot).init_fs_context = Some(Self::init_fs_context);
+                    (*slot).kill_sb = Some(bindings::kill_anon_super);
+                }
+            }),
+            magic,
+            fops <- Opaque::ffi_init(move |slot: *mut bindings::file_operations| {
+                let mut fops = FileOpsTable::<T>::FOPS;
+                fops.owner = module.as_ptr();
+                // SAFETY: `slot` is valid for writes.
+                unsafe { slot.write(fops) };
+            }),
+            mnt: {
+                // SAFETY: `fs_type` and `magic` were initialised above and `this` is pinned.
+                let fs_type = unsafe { (*this.as_ptr()).fs_type.get() };
+                // SAFETY: `fs_type` is a valid file system type; `init_fs_context` finds `magic`
+                // through it.
+                let mnt = from_err_ptr(unsafe { bindings::kern_mount(fs_type) })?;
+                // SAFETY: `mnt` is a valid mount that we own.
+                unsafe { (*mnt).mnt_flags |= bindings::mount_flags_MNT_NOEXEC as c_int };
+                mnt
+            },
+            _p: PhantomData,
+        })
+    }
+
+    unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
+        // SAFETY: `fc->fs_type` is the `fs_type` field of a pinned `PseudoFs<T>` (see `new`).
+        let this = unsafe {
+            crate::container_of!(
+                (*fc).fs_type.cast::<Opaque<bindings::file_system_type>>(),
+                Self,
+                fs_type
+            )
+        };
+        // SAFETY: `this` is valid; `magic` was written before `kern_mount` was called.
+        let magic = unsafe { (*this).magic };
+        // SAFETY: `fc` is a valid file system context being initialised.
+        if unsafe { bindings::init_pseudo(fc, magic as _) }.is_null() {
+            return ENOMEM.to_errno();
+        }
+        0
+    }
+
+    /// Creates a file named `name` of `size` bytes on a new inode, with private data `data`,
+    /// and installs it as a new file descriptor (`O_RDWR`; `fd_flags` may add `O_CLOEXEC`).
+    ///
+    /// Returns the file descriptor.
+    pub fn create_file(&self, name: &CStr, size: i64, data: T::Data, fd_flags: u32) -> Result<u32> {
+        let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
+        let fops = self.fops.get();
+
+        // SAFETY: By the type invariant the mount is valid; the LSM sees a new anonymous inode
+        // of class `name`.
+        let inode = from_err_ptr(unsafe {
+            bindings::anon_inode_make_secure_inode(
+                (*self.mnt).mnt_sb,
+                name.as_char_ptr(),
+                core::ptr::null(),
+            )
+        })?;
+        let ptr = data.into_foreign();
+        // SAFETY: The inode is new and not visible to anyone else yet.
+        unsafe {
+            (*inode).i_op = &FileOpsTable::<T>::IOPS;
+            (*(*inode).i_mapping).a_ops = &FileOpsTable::<T>::AOPS;
+            (*inode).i_mode |= bindings::S_IFREG as u16;
+            bindings::i_size_write(inode, size);
+            (*inode).i_private = ptr;
+        }
+
+        // The file holds a reference on the module, dropped by `__fput()` (`fops_put()`).
+        // SAFETY: `fops` is valid, its owner is our module.
+        if !unsafe { bindings::try_module_get((*fops).owner) } {
+            // SAFETY: The inode is ours; the data was never shared.
+            unsafe {
+                bindings::iput(inode);
+                drop(T::Data::from_foreign(ptr));
+            }
+            return Err(ENOENT);
+        }
+        // SAFETY: `inode` and the mount are valid; `fops` lives as long as the module, which the
+        // file keeps loaded.
+        let file = from_err_ptr(unsafe {
+            bindings::alloc_file_pseudo(
+                inode,
+                self.mnt,
+                name.as_char_ptr(),
+                bindings::O_RDWR as c_int,
+                fops,
+            )
+        });
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                // SAFETY: Undo the above; the inode and the data were never shared.
+                unsafe {
+                    bindings::module_put((*fops).owner);
+                    bindings::iput(inode);
+                    drop(T::Data::from_foreign(ptr));
+                }
+                return Err(e);
+            }
+        };
+        // SAFETY: The file is new and not visible to anyone else yet.
+        unsafe {
+            (*file).f_mode |= bindings::FMODE_LSEEK | bindings::FMODE_PREAD | bindings::FMODE_PWRITE;
+            (*file).f_flags |= bindings::O_LARGEFILE;
+            (*file).private_data = ptr;
+        }
+        let raw = fd.reserved_fd();
+        // SAFETY: `alloc_file_pseudo` returned a new file with one reference, which we own, and
+        // which has no `fdget_pos` users.
+        fd.fd_install(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) });
+        Ok(raw)
+    }
+}
+
+#[pinned_drop]
+impl<T: AnonFileOperations> PinnedDrop for PseudoFs<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant `mnt` came from `kern_mount`; no file of this file
+        // system remains, since each holds a reference on the module that owns `self`.
+        unsafe { bindings::kern_unmount(self.mnt) };
+    }
+}
+
+/// The operations of an anonymous file.
+#[vtable]
+pub trait AnonFileOperations: Sized + 'static {
+    /// The private data of each file.
+    type Data: ForeignOwnable + Send + Sync;
+
+    /// Called when the last reference to the file is gone; the data is handed back.
+    fn release(data: Self::Data, mapping: &AddressSpace) {
+        let _ = (data, mapping);
+    }
+
+    /// Maps the file; `area` lets the driver install its VMA operations.
+    fn mmap(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        area: &MmapArea<'_, Self>,
+    ) -> Result {
+        let _ = (data, area);
+        Err(ENODEV)
+    }
+
+    /// Reads from the file at `*pos`, advancing it.
+    fn read_iter(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        pos: &mut i64,
+        iov: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
+        let _ = (data, mapping, pos, iov);
+        Err(EINVAL)
+    }
+
+    /// Writes to the file at `*pos`, advancing it.
+    fn write_iter(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        pos: &mut i64,
+        iov: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
+        let _ = (data, mapping, pos, iov);
+        Err(EINVAL)
+    }
+
+    /// `fallocate()`: `mode` is the `FALLOC_FL_*` mask.
+    fn fallocate(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        mode: i32,
+        offset: i64,
+        len: i64,
+    ) -> Result {
+        let _ = (data, mapping, mode, offset, len);
+        Err(Error::from_errno(-(bindings::EOPNOTSUPP as c_int)))
+    }
+
+    /// Called when a folio leaves the page cache of a file and is about to be freed.
+    fn free_folio(folio: &Folio) {
+        let _ = folio;
+    }
+
+    /// `ioctl()` on the character device of an [`AnonFileDevice`]: typically creates a file
+    /// with [`PseudoFs::create_file`] and returns its file descriptor.
+    fn device_ioctl(fs: &PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        let _ = (fs, cmd, arg);
+        Err(ENOTTY)
+    }
+}
+
+/// A misc character device whose `ioctl()` creates anonymous files of a [`PseudoFs`], the way
+/// `/dev/kvm` creates VM file descriptors.
+///
+/// Open file descriptors of the device hold a reference on the module, like the files it
+/// creates, so the module cannot be unloaded while any exists.
+///
+/// # Invariants
+///
+/// `misc` is registered with `misc_register` (its `fops` pointing at `fops`, whose owner is
+/// the module owning `self`) until drop, and `fs` is initialised before and dropped after it.
+#[pin_data(PinnedDrop)]
+pub struct AnonFileDevice<T: AnonFileOperations> {
+    #[pin]
+    fs: PseudoFs<T>,
+    #[pin]
+    fops: Opaque<bindings::file_operations>,
+    #[pin]
+    misc: Opaque<bindings::miscdevice>,
+}
+
+// SAFETY: The misc device and the pseudo file system are used through thread-safe calls.
+unsafe impl<T: AnonFileOperations> Send for AnonFileDevice<T> {}
+// SAFETY: As above.
+unsafe impl<T: AnonFileOperations> Sync for AnonFileDevice<T> {}
+
+impl<T: AnonFileOperations> AnonFileDevice<T> {
+    /// Mounts the pseudo file system `fs_name` (superblock magic `magic`) and registers the
+    /// misc device `/dev/<dev_name>` (mode 0600).
+    pub fn register(
+        dev_name: &'static CStr,
+        fs_name: &'static CStr,
+        magic: usize,
+        module: &'static ThisModule,
+    ) -> impl PinInit<Self, Error> {
+        try_pin_init!(&this in Self {
+            fs <- PseudoFs::new(fs_name, magic, module),
+            fops <- Opaque::ffi_init(move |slot: *mut bindings::file_operations| {
+                let fops = bindings::file_operations {
+                    owner: module.as_ptr(),
+                    unlocked_ioctl: Some(Self::ioctl),
+                    compat_ioctl: Some(Self::ioctl),
+                    llseek: Some(bindings::noop_llseek),
+                    ..pin_init::zeroed()
+                };
+                // SAFETY: `slot` is valid for writes.
+                unsafe { slot.write(fops) };
+            }),
+            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
+                // SAFETY: `this` is pinned and `fops` was initialised above.
+                let fops = unsafe { (*this.as_ptr()).fops.get() };
+                // SAFETY: `slot` is valid for writes; the device is registered only once all of
+                // `self` that `ioctl` uses (`fs`) is initialised.
+                unsafe {
+                    let mut misc: bindings::miscdevice = pin_init::zeroed();
+                    misc.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
+                    misc.name = dev_name.as_char_ptr();
+                    misc.fops = fops;
+                    slot.write(misc);
+                    crate::error::to_result(bindings::misc_register(slot))
+                }
+            }),
+        })
+    }
+
+    unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+        // SAFETY: `misc_open` set `private_data` to our `miscdevice`, which is the `misc` field
+        // of a registered `AnonFileDevice<T>`; the open file keeps the module, and so `self`,
+        // alive.
+        let this = unsafe {
+            &*crate::container_of!(
+                (*file).private_data.cast::<Opaque<bindings::miscdevice>>(),
+                Self,
+                misc
+            )
+        };
+        match T::device_ioctl(&this.fs, cmd, arg as usize) {
+            Ok(ret) => ret as c_long,
+            Err(e) => e.to_errno() as c_long,
+        }
+    }
+}
+
+#[pinned_drop]
+impl<T: AnonFileOperations> PinnedDrop for AnonFileDevice<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the device is registered; `fs` is dropped afterwards.
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+    }
+}
+
+/// A VMA being set up by [`AnonFileOperations::mmap`] for a file with operations `T`.
+///
+/// # Invariants
+///
+/// `vma` is being set up by `->mmap` of a file created by [`PseudoFs::<T>::create_file`], so the file's
+/// `private_data` and its inode's `i_private` hold the same `T::Data` pointer until release.
+pub struct MmapArea<'a, T> {
+    vma: &'a VmaNew,
+    _p: PhantomData<T>,
+}
+
+impl<T: AnonFileOperations> MmapArea<'_, T> {
+    /// Returns the VMA.
+    pub fn vma(&self) -> &VmaNew {
+        self.vma
+    }
+
+    /// Makes `V` the VMA operations, with its userfaultfd operations.
+    pub fn set_vm_ops_uffd<V: UffdOperations<Data = T::Data>>(&self) {
+        // SAFETY: By the type invariant the file data is a `T::Data`, which is `V::Data`, and is
+        // also in the inode's `i_private` for as long as the file exists.
+        unsafe { self.vma.set_vm_ops_uffd::<V>() };
+    }
+}
+
+struct FileOpsTable<T>(PhantomData<T>);
+
+impl<T: AnonFileOperations> FileOpsTable<T> {
+    /// # Safety
+    ///
+    /// `file` must be a file created by `create_file::<T>`.
+    unsafe fn mapping<'a>(file: *mut bindings::file) -> &'a AddressSpace {
+        // SAFETY: The file is valid, and so is its mapping.
+        unsafe { AddressSpace::from_raw((*file).f_mapping) }
+    }
+
+    unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: The release call owns the private data; it came from `into_foreign`.
+        let data = unsafe { T::Data::from_foreign((*file).private_data) };
+        // SAFETY: The file is valid.
+        T::release(data, unsafe { Self::mapping(file) });
+        0
+    }
+
+    unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+        // SAFETY: The file is open, so its private data is alive.
+        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // INVARIANT: The VMA is being set up by `->mmap` of a file of `T`.
+        let area = MmapArea::<T> {
+            // SAFETY: The VMA is being set up by `->mmap`.
+            vma: unsafe { VmaNew::from_raw(vma) },
+            _p: PhantomData,
+        };
+        match T::mmap(data, &area) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn read_iter(kiocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+        // SAFETY: `kiocb` is valid and its file is open.
+        let file = unsafe { (*kiocb).ki_filp };
+        // SAFETY: As above.
+        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: `iter` is a valid destination iterator.
+        let iov = unsafe { IovIterDest::from_raw(iter) };
+        // SAFETY: We have exclusive access to `ki_pos` for this call.
+        let pos = unsafe { &mut (*kiocb).ki_pos };
+        // SAFETY: The file is valid.
+        match T::read_iter(data, unsafe { Self::mapping(file) }, pos, iov) {
+            Ok(n) => n as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    unsafe extern "C" fn write_iter(kiocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+        // SAFETY: `kiocb` is valid and its file is open.
+        let file = unsafe { (*kiocb).ki_filp };
+        // SAFETY: As above.
+        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: `iter` is a valid source iterator.
+        let iov = unsafe { IovIterSource::from_raw(iter) };
+        // SAFETY: We have exclusive access to `ki_pos` for this call.
+        let pos = unsafe { &mut (*kiocb).ki_pos };
+        // SAFETY: The file is valid.
+        match T::write_iter(data, unsafe { Self::mapping(file) }, pos, iov) {
+            Ok(n) => n as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    unsafe extern "C" fn fallocate(
+        file: *mut bindings::file,
+        mode: c_int,
+        offset: bindings::loff_t,
+        len: bindings::loff_t,
+    ) -> c_long {
+        // SAFETY: The file is open, so its private data is alive.
+        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: The file is valid.
+        match T::fallocate(data, unsafe { Self::mapping(file) }, mode, offset, len) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno() as c_long,
+        }
+    }
+
+    unsafe extern "C" fn setattr(
+        _idmap: *mut bindings::mnt_idmap,
+        _dentry: *mut bindings::dentry,
+        _attr: *mut bindings::iattr,
+    ) -> c_int {
+        // The size is fixed at creation; nothing else may change either.
+        EINVAL.to_errno()
+    }
+
+    unsafe extern "C" fn free_folio(folio: *mut bindings::folio) {
+        // SAFETY: The page cache still holds the folio while it calls `free_folio`.
+        T::free_folio(unsafe { Folio::from_raw(folio) });
+    }
+
+    const IOPS: bindings::inode_operations = bindings::inode_operations {
+        setattr: Some(Self::setattr),
+        ..pin_init::zeroed()
+    };
+
+    const AOPS: bindings::address_space_operations = bindings::address_space_operations {
+        dirty_folio: Some(bindings::noop_dirty_folio),
+        free_folio: Some(Self::free_folio),
+        ..pin_init::zeroed()
+    };
+
+    const FOPS: bindings::file_operations = bindings::file_operations {
+        release: Some(Self::release),
+        mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
+        read_iter: if T::HAS_READ_ITER { Some(Self::read_iter) } else { None },
+        write_iter: if T::HAS_WRITE_ITER { Some(Self::write_iter) } else { None },
+        fallocate: if T::HAS_FALLOCATE { Some(Self::fallocate) } else { None },
+        llseek: Some(bindings::generic_file_llseek),
+        ..pin_init::zeroed()
+    };
+}

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Folios: physically contiguous, naturally aligned groups of pages.
+//!
+//! Three types cover the states a driver that owns a page cache meets:
+//!
+//! - [`Folio`], a reference to a folio that somebody holds a reference count on, used through
+//!   [`ARef<Folio>`];
+//! - [`LockedFolio`], a folio reference together with the folio lock (`PG_locked`), which is what
+//!   lets its contents and page cache state be changed;
+//! - [`NewFolio`], a folio just allocated and owned by nobody else: not locked, not in any page
+//!   cache, not mapped.
+//!
+//! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
+//! [`include/linux/pagemap.h`](srctree/include/linux/pagemap.h)
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::{code::*, Result},
+    iov::IovIterDest,
+    page::PAGE_SIZE,
+    mm::{virt::VmaRef, Mm},
+    sync::aref::{ARef, AlwaysRefCounted},
+    types::Opaque,
+};
+use core::{mem::ManuallyDrop, ops::Deref, ptr::NonNull};
+
+/// A folio.
+///
+/// # Invariants
+///
+/// A `&Folio` only exists while a reference count on the underlying `struct folio` is held, so
+/// the folio is not freed while it is in use.
+#[repr(transparent)]
+pub struct Folio(Opaque<bindings::folio>);
+
+// SAFETY: The folio refcount is atomic and `folio_put` may be called from any thread.
+unsafe impl Send for Folio {}
+// SAFETY: All methods of `&Folio` are safe to call concurrently: they read flags atomically or
+// read fields that do not change while a reference is held.
+unsafe impl Sync for Folio {}
+
+// SAFETY: `folio_get` and `folio_put` keep the folio alive while the count is non-zero.
+unsafe impl AlwaysRefCounted for Folio {
+    #[inline]
+    fn inc_ref(&self) {
+        // SAFETY: By the type invariant the refcount is non-zero.
+        unsafe { bindings::folio_get(self.as_ptr()) };
+    }
+
+    #[inline]
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller gives up one reference count.
+        unsafe { bindings::folio_put(obj.cast().as_ptr()) };
+    }
+}
+
+impl Folio {
+    /// Creates a `&Folio` from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a folio on which a reference count is held for the duration of `'a`.
+    #[inline]
+    pub unsafe fn from_raw<'a>(ptr: *const bindings::folio) -> &'a Self {
+        // SAFETY: `Folio` is `repr(transparent)` over the C type; the caller guarantees validity.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the raw pointer to the `struct folio`.
+    #[inline]
+    pub fn as_ptr(&self) -> *mut bindings::folio {
+        self.0.get()
+    }
+
+    /// Returns the size of the folio in bytes.
+    #[inline]
+    pub fn size(&self) -> usize {
+        // SAFETY: The folio is valid; its order does not change while a reference is held.
+        unsafe { bindings::folio_size(self.as_ptr()) }
+    }
+
+    /// Returns whether the folio's contents are up to date.
+    ///
+    /// The flag is read with acquire semantics: contents written before
+    /// [`LockedFolio::mark_uptodate`] are visible once this returns `true`.
+    #[inline]
+    pub fn is_uptodate(&self) -> bool {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_test_uptodate(self.as_ptr()) }
+    }
+
+    /// Returns whether the folio holds a page with a hardware memory error.
+    #[inline]
+    pub fn is_hwpoison(&self) -> bool {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_test_hwpoison(self.as_ptr()) }
+    }
+
+    /// Takes the folio lock, sleeping until it is available.
+    #[inline]
+    pub fn lock(this: ARef<Self>) -> LockedFolio {
+        // SAFETY: The folio is valid; this may sleep, which `ARef` callers are allowed to do.
+        unsafe { bindings::folio_lock(this.as_ptr()) };
+        // INVARIANT: We just took the lock, and `this` holds a reference.
+        LockedFolio(ManuallyDrop::new(this))
+    }
+
+    /// Copies up to `len` bytes at `offset` of the folio to `dst`.
+    ///
+    /// The folio need not be locked: like a `read()` of any file, the copy may see a
+    /// concurrent write through a mapping only in part.  Returns the number of bytes copied,
+    /// which is smaller than `len` when `dst` faults.
+    pub fn copy_to_iter(&self, offset: usize, len: usize, dst: &mut IovIterDest<'_>) -> Result<usize> {
+        check_range(self.size(), offset, len)?;
+        // SAFETY: The range is within the folio, which our reference keeps alive; `folio_page`
+        // of index 0 is the head page, from which `copy_page_to_iter` handles any offset
+        // within the folio.
+        Ok(unsafe {
+            bindings::copy_page_to_iter(
+                (&raw mut (*self.as_ptr()).__bindgen_anon_1.page),
+                offset,
+                len,
+                dst.as_raw(),
+            )
+        })
+    }
+}
+
+/// A folio reference together with the folio lock.
+///
+/// Dropping it unlocks the folio and drops the reference.
+///
+/// # Invariants
+///
+/// The folio lock (`PG_locked`) of the folio is held, and it is owned by this object.
+pub struct LockedFolio(ManuallyDrop<ARef<Folio>>);
+
+impl LockedFolio {
+    /// Takes ownership of a locked folio and of one reference count on it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a folio that is locked, and the caller must own both that lock and one
+    /// reference count, which are transferred to the returned object.
+    #[inline]
+    pub unsafe fn from_raw(ptr: NonNull<bindings::folio>) -> Self {
+        // SAFETY: The caller transfers one reference count.
+        let folio = unsafe { ARef::from_raw(ptr.cast()) };
+        // INVARIANT: The caller transfers ownership of the lock.
+        Self(ManuallyDrop::new(folio))
+    }
+
+    /// Gives up ownership of the lock and of the reference, returning the raw pointer.
+    ///
+    /// The caller becomes responsible for unlocking the folio and dropping the reference.
+    #[inline]
+    pub fn into_raw(self) -> NonNull<bindings::folio> {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: `me` is never used or dropped again.
+        let folio = unsafe { ManuallyDrop::take(&mut me.0) };
+        ARef::into_raw(folio).cast()
+    }
+
+    /// Unlocks the folio, keeping the reference.
+    #[inline]
+    pub fn unlock(self) -> ARef<Folio> {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant we own the lock.
+        unsafe { bindings::folio_unlock(me.as_ptr()) };
+        // SAFETY: `me` is never used or dropped again.
+        unsafe { ManuallyDrop::take(&mut me.0) }
+    }
+
+    /// Returns the index of the folio in its file, in pages.
+    #[inline]
+    pub fn index(&self) -> usize {
+        // SAFETY: The index of a folio does not change while it is locked.
+        unsafe { (*self.as_ptr()).__bindgen_anon_1.__bindgen_anon_1.__bindgen_anon_2.index }
+    }
+
+    /// Returns whether the folio is still in the page cache of `mapping`.
+    ///
+    /// A folio found in the page cache may be truncated before its lock is taken; callers check
+    /// this after locking.
+    #[inline]
+    pub fn belongs_to(&self, mapping: *const bindings::address_space) -> bool {
+        // SAFETY: `mapping` is stable while the folio is locked.
+        let m = unsafe { (*self.as_ptr()).__bindgen_anon_1.__bindgen_anon_1.mapping };
+        core::ptr::eq(m, mapping)
+    }
+
+    /// Marks the folio's contents up to date.
+    ///
+    /// The stores that filled the folio are made visible before the flag, see
+    /// [`Folio::is_uptodate`].
+    #[inline]
+    pub fn mark_uptodate(&self) {
+        // SAFETY: The folio is locked by us, as `folio_mark_uptodate` requires for a folio that
+        // others may see.
+        unsafe { bindings::folio_mark_uptodate(self.as_ptr()) };
+    }
+
+    /// Fills `len` bytes at `offset` with zeros.
+    pub fn zero_range(&self, offset: usize, len: usize) -> Result {
+        check_range(self.size(), offset, len)?;
+        // SAFETY: The range is within the folio, which we hold locked.
+        unsafe { bindings::folio_zero_range(self.as_ptr(), offset, len) };
+        Ok(())
+    }
+
+    /// Copies `data` into the folio at `offset`.
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result {
+        check_range(self.size(), offset, data.len())?;
+        if offset % PAGE_SIZE + data.len() > PAGE_SIZE {
+            // `kmap_local_folio` maps one page at a time.
+            return Err(EINVAL);
+        }
+        // SAFETY: The range is within one page of the folio, which we hold locked.
+        unsafe {
+            let dst = bindings::kmap_local_folio(self.as_ptr(), offset).cast::<u8>();
+            core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+            bindings::kunmap_local(dst.cast());
+        }
+        Ok(())
+    }
+}
+
+impl Deref for LockedFolio {
+    type Target = Folio;
+
+    #[inline]
+    fn deref(&self) -> &Folio {
+        &self.0
+    }
+}
+
+impl Drop for LockedFolio {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own the lock.
+        unsafe { bindings::folio_unlock(self.as_ptr()) };
+        // SAFETY: Not used again.
+        unsafe { ManuallyDrop::drop(&mut self.0) };
+    }
+}
+
+/// A folio that was just allocated: exclusively owned, unlocked, in no page cache, unmapped.
+///
+/// # Invariants
+///
+/// The pointer refers to an order-0 folio on which this object owns the only reference count;
+/// the folio is not locked, not in any page cache and not mapped.
+pub struct NewFolio(NonNull<bindings::folio>);
+
+// SAFETY: Exclusively owned memory may be sent to another thread.
+unsafe impl Send for NewFolio {}
+
+impl NewFolio {
+    /// Allocates an order-0 folio, following the current task's NUMA memory policy.
+    pub fn alloc(flags: Flags) -> Result<Self> {
+        // SAFETY: Allocating has no preconditions besides a sleepable context for sleeping flags,
+        // which `Flags` callers choose.
+        let folio = unsafe { bindings::folio_alloc(flags.as_raw(), 0) };
+        // INVARIANT: A successful allocation returns a folio owned only by us.
+        NonNull::new(folio).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Allocates an order-0 folio for `addr` in `vma`, following the VMA's NUMA memory policy.
+    pub fn alloc_vma(flags: Flags, vma: &VmaRef, addr: usize) -> Result<Self> {
+        if addr < vma.start() || addr >= vma.end() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `vma` is valid and its lock is held (by the type invariant of `VmaRef`).
+        let folio = unsafe { bindings::vma_alloc_folio(flags.as_raw(), 0, vma.as_ptr(), addr as _) };
+        // INVARIANT: A successful allocation returns a folio owned only by us.
+        NonNull::new(folio).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Charges the folio to the memory cgroup of `mm`.
+    ///
+    /// [`AddressSpace::add_folio`] charges an uncharged folio to the current task's memory
+    /// cgroup; a driver charges it here instead when the memory is used by another task, as
+    /// userfaultfd's `UFFDIO_COPY` does for the faulting task.  Fails with `EINVAL` if the folio
+    /// is charged already.
+    ///
+    /// [`AddressSpace::add_folio`]: crate::mm::page_cache::AddressSpace::add_folio
+    pub fn charge(&self, mm: &Mm, flags: Flags) -> Result {
+        if self.is_charged() {
+            return Err(EINVAL);
+        }
+        // SAFETY: The folio is exclusively ours and not charged yet; `mm` is valid.
+        crate::error::to_result(unsafe {
+            bindings::mem_cgroup_charge(self.0.as_ptr(), mm.as_raw(), flags.as_raw())
+        })
+    }
+
+    /// Returns whether the folio is charged to a memory cgroup.
+    #[inline]
+    pub fn is_charged(&self) -> bool {
+        // SAFETY: The folio is exclusively ours.
+        unsafe { bindings::folio_memcg_charged(self.0.as_ptr()) }
+    }
+
+    /// Fills the whole folio with zeros.
+    pub fn zero(&self) {
+        // SAFETY: The folio is exclusively ours.
+        unsafe { bindings::folio_zero_range(self.0.as_ptr(), 0, bindings::folio_size(self.0.as_ptr())) };
+    }
+
+    /// Returns the raw pointer to the `struct folio`.
+    #[inline]
+    pub fn as_ptr(&self) -> *mut bindings::folio {
+        self.0.as_ptr()
+    }
+
+    /// Gives up the reference, returning the raw pointer; the caller owns the reference.
+    #[inline]
+    pub fn into_raw(self) -> NonNull<bindings::folio> {
+        ManuallyDrop::new(self).0
+    }
+
+    /// Takes ownership of a folio.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must satisfy the type invariants, and the caller transfers its reference.
+    #[inline]
+    pub unsafe fn from_raw(ptr: NonNull<bindings::folio>) -> Self {
+        Self(ptr)
+    }
+}
+
+impl Drop for NewFolio {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: We own the only reference.
+        unsafe { bindings::folio_put(self.0.as_ptr()) };
+    }
+}
+
+fn check_range(size: usize, offset: usize, len: usize) -> Result {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(EINVAL),
+    }
+}

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The page cache of a file: `struct address_space`.
+//!
+//! C header: [`include/linux/pagemap.h`](srctree/include/linux/pagemap.h)
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::{code::*, from_err_ptr, Error, Result},
+    mm::folio::{Folio, LockedFolio, NewFolio},
+    sync::aref::ARef,
+    types::Opaque,
+};
+use core::ptr::NonNull;
+
+/// The page cache of an inode.
+///
+/// # Invariants
+///
+/// A `&AddressSpace` only exists while the inode that embeds it is alive.
+#[repr(transparent)]
+pub struct AddressSpace(Opaque<bindings::address_space>);
+
+// SAFETY: The page cache is designed for concurrent use; every method takes the locks it needs.
+unsafe impl Send for AddressSpace {}
+// SAFETY: As above.
+unsafe impl Sync for AddressSpace {}
+
+impl AddressSpace {
+    /// Creates a `&AddressSpace` from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to the `address_space` of an inode that stays alive for `'a`.
+    #[inline]
+    pub unsafe fn from_raw<'a>(ptr: *const bindings::address_space) -> &'a Self {
+        // SAFETY: `AddressSpace` is `repr(transparent)`; the caller guarantees validity.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the raw pointer to the `struct address_space`.
+    #[inline]
+    pub fn as_ptr(&self) -> *mut bindings::address_space {
+        self.0.get()
+    }
+
+    /// Returns the number of pages in the page cache.
+    #[inline]
+    pub fn nr_pages(&self) -> usize {
+        // SAFETY: The field is updated under the i_pages lock; a racy read of a counter is what
+        // the C code does too (`mapping_empty()`), and it is only used as a statistic.
+        unsafe { core::ptr::read_volatile(&(*self.as_ptr()).nrpages) as usize }
+    }
+
+    /// Makes the folios of this mapping unevictable.
+    #[inline]
+    pub fn set_unevictable(&self) {
+        // SAFETY: Setting a mapping flag is atomic.
+        unsafe { bindings::mapping_set_unevictable(self.as_ptr()) };
+    }
+
+    /// Sets the allocation flags of this mapping.
+    #[inline]
+    pub fn set_gfp_mask(&self, flags: Flags) {
+        // SAFETY: Called while the inode is being set up (a plain store of a word).
+        unsafe { bindings::mapping_set_gfp_mask(self.as_ptr(), flags.as_raw()) };
+    }
+
+    /// Looks up the folio at `index` and returns it locked, or `None` if there is none.
+    ///
+    /// A folio that is truncated while its lock is being taken is not returned.
+    pub fn lock_folio(&self, index: usize) -> Option<LockedFolio> {
+        // SAFETY: The mapping is valid; this may sleep for the folio lock.
+        let folio = unsafe { bindings::filemap_lock_folio(self.as_ptr(), index as _) };
+        let folio = NonNull::new(from_err_ptr(folio).ok()?)?;
+        // SAFETY: `filemap_lock_folio` returns a folio that is locked, still in this mapping,
+        // with a reference count for the caller.
+        Some(unsafe { LockedFolio::from_raw(folio) })
+    }
+
+    /// Looks up the folio at `index` without locking it.
+    pub fn get_folio(&self, index: usize) -> Option<ARef<Folio>> {
+        // SAFETY: The mapping is valid.
+        let folio = unsafe { bindings::filemap_get_folio(self.as_ptr(), index as _) };
+        let folio = NonNull::new(from_err_ptr(folio).ok()?)?;
+        // SAFETY: `filemap_get_folio` returns a folio with a reference count for the caller.
+        Some(unsafe { ARef::from_raw(folio.cast()) })
+    }
+
+    /// Adds `folio` to the page cache at `index` and returns it locked.
+    ///
+    /// A folio not yet charged to a memory cgroup is charged to the current task's; one charged
+    /// with [`NewFolio::charge`] stays charged where it is.  On failure (`EEXIST` if another
+    /// folio is there already) the folio is given back.
+    pub fn add_folio(
+        &self,
+        folio: NewFolio,
+        index: usize,
+        flags: Flags,
+    ) -> Result<LockedFolio, (Error, NewFolio)> {
+        let ptr = folio.as_ptr();
+        let ret = if folio.is_charged() {
+            // SAFETY: The folio is exclusively ours, so the non-atomic flag update is not racy.
+            unsafe { bindings::__folio_set_locked(ptr) };
+            // SAFETY: The folio is locked, charged and in no page cache, as
+            // `__filemap_add_folio` requires; it takes the page cache's own references.
+            let ret = unsafe {
+                bindings::__filemap_add_folio(
+                    self.as_ptr(),
+                    ptr,
+                    index as _,
+                    flags.as_raw(),
+                    core::ptr::null_mut(),
+                )
+            };
+            if ret == 0 {
+                // SAFETY: The folio is in the page cache and locked by us.
+                unsafe { bindings::folio_add_lru(ptr) };
+            } else {
+                // SAFETY: Still exclusively ours: the insertion failed.
+                unsafe { bindings::__folio_clear_locked(ptr) };
+            }
+            ret
+        } else {
+            // SAFETY: `folio` is exclusively owned, unlocked, uncharged and in no page cache; on
+            // success `filemap_add_folio` charges and locks it and takes the page cache's own
+            // references, on failure it leaves it as it was.
+            unsafe {
+                bindings::filemap_add_folio(self.as_ptr(), ptr, index as _, flags.as_raw())
+            }
+        };
+        if ret != 0 {
+            return Err((Error::from_errno(ret), folio));
+        }
+        // SAFETY: The folio is locked by us, and the reference of `folio` passes on.
+        Ok(unsafe { LockedFolio::from_raw(folio.into_raw()) })
+    }
+
+    /// Removes a locked folio from this page cache.
+    pub fn remove_folio(&self, folio: &LockedFolio) -> Result {
+        if !folio.belongs_to(self.as_ptr()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: The folio is locked and in this page cache; we hold a reference, so it is not
+        // freed by the removal.
+        unsafe { bindings::filemap_remove_folio(folio.as_ptr()) };
+        Ok(())
+    }
+
+    /// Unmaps and removes the folios covering bytes `start..=end` from the page cache; an `end`
+    /// of `-1` means the end of the file.
+    ///
+    /// Pages partially covered are zeroed in the covered part.  The caller should hold the
+    /// invalidate lock (see [`AddressSpace::invalidate_lock`]) so that faults do not bring pages
+    /// back in the meantime.
+    pub fn truncate_range(&self, start: i64, end: i64) {
+        // SAFETY: The mapping is valid; this may sleep.
+        unsafe { bindings::truncate_inode_pages_range(self.as_ptr(), start, end as bindings::uoff_t) };
+    }
+
+    /// Unmaps bytes `start..start + len` of the file from every mapping of it.
+    pub fn unmap_range(&self, start: i64, len: i64) {
+        // SAFETY: The mapping is valid; `even_cows` 0 keeps private COW copies.
+        unsafe { bindings::unmap_mapping_range(self.as_ptr(), start, len, 0) };
+    }
+
+    /// Takes the invalidate lock for writing; it excludes page cache population by faults,
+    /// fallocate and writes (which take it for reading) while folios are removed.
+    pub fn invalidate_lock(&self) -> InvalidateGuard<'_> {
+        // SAFETY: The mapping is valid.
+        unsafe { bindings::down_write(&raw mut (*self.as_ptr()).invalidate_lock) };
+        InvalidateGuard { mapping: self, shared: false }
+    }
+
+    /// Takes the invalidate lock for reading.
+    pub fn invalidate_lock_shared(&self) -> InvalidateGuard<'_> {
+        // SAFETY: The mapping is valid.
+        unsafe { bindings::down_read(&raw mut (*self.as_ptr()).invalidate_lock) };
+        InvalidateGuard { mapping: self, shared: true }
+    }
+}
+
+/// The invalidate lock of an [`AddressSpace`], released on drop.
+///
+/// # Invariants
+///
+/// `mapping`'s invalidate lock is held, for reading if `shared`, else for writing.
+pub struct InvalidateGuard<'a> {
+    mapping: &'a AddressSpace,
+    shared: bool,
+}
+
+impl Drop for InvalidateGuard<'_> {
+    fn drop(&mut self) {
+        let lock = self.mapping.as_ptr();
+        // SAFETY: By the type invariant we hold the lock in the recorded mode.
+        unsafe {
+            if self.shared {
+                bindings::up_read(&raw mut (*lock).invalidate_lock);
+            } else {
+                bindings::up_write(&raw mut (*lock).invalidate_lock);
+            }
+        }
+    }
+}

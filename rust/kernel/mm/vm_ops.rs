@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VMA operations with a page fault handler, and userfaultfd operations for them.
+//!
+//! A driver whose file can be mapped implements [`VmOperations`] (the `->fault` handler) and,
+//! to let userfaultfd fill its memory with `UFFDIO_COPY`, `UFFDIO_ZEROPAGE` and
+//! `UFFDIO_CONTINUE`, [`UffdOperations`] (`struct vm_uffd_ops`).  Both receive the private data
+//! of the file the VMA maps.
+//!
+//! A fault handler may ask core mm to raise a userfault on its behalf by returning
+//! [`FaultResult::UffdMissing`] or [`FaultResult::UffdMinor`]; core mm then calls
+//! `handle_userfault()`, which may drop the mmap or VMA lock and sleep.
+//!
+//! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
+//! [`include/linux/userfaultfd_k.h`](srctree/include/linux/userfaultfd_k.h)
+
+use crate::{
+    bindings,
+    error::{Error, Result},
+    mm::{
+        folio::{LockedFolio, NewFolio},
+        page_cache::AddressSpace,
+        virt::{vm_flags_t, VmaNew, VmaRef},
+    },
+    prelude::*,
+    sync::aref::ARef,
+    types::{ForeignOwnable, Opaque},
+};
+use core::{marker::PhantomData, ptr::NonNull};
+
+/// A page fault being handled by a `->fault` handler.
+///
+/// # Invariants
+///
+/// A `&VmFault` only exists during a call to `->fault`, with the mmap or VMA read lock held.
+#[repr(transparent)]
+pub struct VmFault(Opaque<bindings::vm_fault>);
+
+impl VmFault {
+    /// Returns the VMA that faulted.
+    #[inline]
+    pub fn vma(&self) -> &VmaRef {
+        // SAFETY: During `->fault` the VMA is valid and its read lock (or the mmap lock) is held.
+        unsafe { VmaRef::from_raw((*self.0.get()).__bindgen_anon_1.vma) }
+    }
+
+    /// Returns the offset of the faulting page in the file, in pages.
+    #[inline]
+    pub fn pgoff(&self) -> usize {
+        // SAFETY: The field is constant for the duration of the fault.
+        unsafe { (*self.0.get()).__bindgen_anon_1.pgoff as usize }
+    }
+
+    /// Returns the faulting address, rounded down to the page.
+    #[inline]
+    pub fn address(&self) -> usize {
+        // SAFETY: The field is constant for the duration of the fault.
+        unsafe { (*self.0.get()).__bindgen_anon_1.address as usize }
+    }
+
+    /// Returns whether the faulting access is a write.
+    #[inline]
+    pub fn is_write(&self) -> bool {
+        // SAFETY: The field is constant for the duration of the fault.
+        let flags = unsafe { (*self.0.get()).flags };
+        flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0
+    }
+
+    /// Returns whether the VMA is registered with userfaultfd for MISSING faults.
+    #[inline]
+    pub fn uffd_missing(&self) -> bool {
+        // SAFETY: The VMA is valid and locked; its uffd flags are stable under the lock.
+        unsafe { bindings::userfaultfd_missing(self.vma().as_ptr()) }
+    }
+
+    /// Returns whether the VMA is registered with userfaultfd for MINOR faults.
+    #[inline]
+    pub fn uffd_minor(&self) -> bool {
+        // SAFETY: As above.
+        unsafe { bindings::userfaultfd_minor(self.vma().as_ptr()) }
+    }
+}
+
+/// What a fault handler did.
+pub enum FaultResult {
+    /// Map this folio, which holds the faulting page, at the fault address.
+    Folio(LockedFolio),
+    /// Nothing was mapped: retry the access (for example after a race with truncation).
+    NoPage,
+    /// Raise a userfaultfd MISSING fault; the VMA must be registered for MISSING.
+    UffdMissing,
+    /// Raise a userfaultfd MINOR fault; the VMA must be registered for MINOR.
+    UffdMinor,
+    /// Kill the access with `SIGBUS`.
+    SigBus,
+    /// Out of memory.
+    Oom,
+}
+
+/// The operations of the VMAs that map a file.
+#[vtable]
+pub trait VmOperations: Sized + 'static {
+    /// The private data of the mapped file.
+    type Data: ForeignOwnable + Send + Sync;
+
+    /// Handles a page fault in a VMA mapping the file.
+    fn fault(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        vmf: &VmFault,
+    ) -> FaultResult;
+}
+
+/// userfaultfd support for the VMAs of a file (`struct vm_uffd_ops`).
+#[vtable]
+pub trait UffdOperations: VmOperations {
+    /// Returns whether `vma` may be registered with userfaultfd for the modes in `flags`
+    /// (`VM_UFFD_MISSING`, `VM_UFFD_MINOR`, `VM_UFFD_WP`).
+    fn can_userfault(vma: &VmaRef, flags: vm_flags_t) -> bool;
+
+    /// Returns the up-to-date folio at `pgoff`, locked, for `UFFDIO_CONTINUE`.
+    fn get_folio_noalloc(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        pgoff: usize,
+    ) -> Result<LockedFolio>;
+
+    /// Allocates a folio for `addr` in `vma`, to be filled by `UFFDIO_COPY` or
+    /// `UFFDIO_ZEROPAGE`.
+    fn alloc_folio(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        vma: &VmaRef,
+        addr: usize,
+    ) -> Result<NewFolio>;
+
+    /// Adds a folio returned by [`UffdOperations::alloc_folio`], now filled and up to date, to
+    /// the page cache at the offset of `addr`, and returns it locked; on failure gives it back.
+    fn filemap_add(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        folio: NewFolio,
+        vma: &VmaRef,
+        addr: usize,
+    ) -> Result<LockedFolio, (Error, NewFolio)>;
+
+    /// Undoes [`UffdOperations::filemap_add`] when the folio could not be mapped.
+    fn filemap_remove(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        mapping: &AddressSpace,
+        folio: &LockedFolio,
+        vma: &VmaRef,
+    );
+}
+
+/// Borrows the private data and the page cache of the file that `vma` maps.
+///
+/// # Safety
+///
+/// `vma` must be valid and map a file whose `private_data` was made by
+/// `T::Data::into_foreign` and is released no earlier than the file.
+unsafe fn vma_data<'a, T: VmOperations>(
+    vma: *const bindings::vm_area_struct,
+) -> (<T::Data as ForeignOwnable>::Borrowed<'a>, &'a AddressSpace) {
+    // SAFETY: The VMA holds a reference on its file, so the file, its mapping and its private
+    // data outlive the VMA operation in progress.
+    unsafe {
+        let file = (*vma).vm_file;
+        (T::Data::borrow((*file).private_data), AddressSpace::from_raw((*file).f_mapping))
+    }
+}
+
+struct VmOpsTable<T>(PhantomData<T>);
+
+impl<T: VmOperations> VmOpsTable<T> {
+    /// # Safety
+    ///
+    /// Called by core mm as `->fault` of a VMA set up by [`VmaNew::set_vm_ops`].
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: `vmf` is valid for the duration of `->fault`.
+        let fault = unsafe { &*vmf.cast::<VmFault>() };
+        // SAFETY: The VMA was set up by `set_vm_ops`, whose caller guarantees the file data.
+        let (data, mapping) = unsafe { vma_data::<T>(fault.vma().as_ptr()) };
+        match T::fault(data, mapping, fault) {
+            FaultResult::Folio(folio) => {
+                let index = fault.pgoff();
+                let raw = folio.into_raw();
+                // SAFETY: The folio holds the faulting page; the lock and the reference pass to
+                // core mm, which unlocks and drops them after mapping (`VM_FAULT_LOCKED`).
+                unsafe { (*vmf).page = bindings::folio_file_page(raw.as_ptr(), index as _) };
+                bindings::vm_fault_reason_VM_FAULT_LOCKED
+            }
+            FaultResult::NoPage => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            FaultResult::UffdMissing => bindings::VM_FAULT_UFFD_MISSING,
+            FaultResult::UffdMinor => bindings::VM_FAULT_UFFD_MINOR,
+            FaultResult::SigBus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+            FaultResult::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
+        }
+    }
+
+    const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(Self::fault),
+        ..pin_init::zeroed()
+    };
+}
+
+struct UffdOpsTable<T>(PhantomData<T>);
+
+impl<T: UffdOperations> UffdOpsTable<T> {
+    unsafe extern "C" fn can_userfault(
+        vma: *mut bindings::vm_area_struct,
+        flags: vm_flags_t,
+    ) -> bool {
+        // SAFETY: Core mm calls this with the VMA valid and locked.
+        T::can_userfault(unsafe { VmaRef::from_raw(vma) }, flags)
+    }
+
+    unsafe extern "C" fn get_folio_noalloc(
+        inode: *mut bindings::inode,
+        pgoff: c_ulong,
+    ) -> *mut bindings::folio {
+        // SAFETY: The inode belongs to the file of a locked VMA set up by `set_vm_ops_uffd`;
+        // `i_private` holds the same data as the file (see `set_vm_ops_uffd`).
+        let (data, mapping) =
+            unsafe { (T::Data::borrow((*inode).i_private), AddressSpace::from_raw((*inode).i_mapping)) };
+        match T::get_folio_noalloc(data, mapping, pgoff as usize) {
+            // Core mm unlocks the folio and keeps or drops the reference.
+            Ok(folio) => folio.into_raw().as_ptr(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    unsafe extern "C" fn alloc_folio(
+        vma: *mut bindings::vm_area_struct,
+        addr: usize,
+    ) -> *mut bindings::folio {
+        // SAFETY: Core mm calls this with the VMA valid and locked.
+        let (data, _) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: As above.
+        match T::alloc_folio(data, unsafe { VmaRef::from_raw(vma) }, addr) {
+            // The reference passes to core mm.
+            Ok(folio) => folio.into_raw().as_ptr(),
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    unsafe extern "C" fn filemap_add(
+        folio: *mut bindings::folio,
+        vma: *mut bindings::vm_area_struct,
+        addr: usize,
+    ) -> c_int {
+        // SAFETY: Core mm passes the folio `alloc_folio` returned: exclusively owned, unlocked,
+        // in no page cache.  Its reference is lent to the callback and taken back below.
+        let new = unsafe { NewFolio::from_raw(NonNull::new_unchecked(folio)) };
+        // SAFETY: Core mm calls this with the VMA valid and locked.
+        let (data, mapping) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: As above.
+        match T::filemap_add(data, mapping, new, unsafe { VmaRef::from_raw(vma) }, addr) {
+            Ok(locked) => {
+                // Core mm keeps the reference and unlocks the folio once it is mapped.
+                let _ = locked.into_raw();
+                0
+            }
+            Err((e, new)) => {
+                let _ = new.into_raw();
+                e.to_errno()
+            }
+        }
+    }
+
+    unsafe extern "C" fn filemap_remove(
+        folio: *mut bindings::folio,
+        vma: *mut bindings::vm_area_struct,
+    ) {
+        // SAFETY: Core mm passes the folio `filemap_add` added, still locked, and holds a
+        // reference; both are lent to the callback, the lock is released below.
+        let locked = unsafe { LockedFolio::from_raw(NonNull::new_unchecked(folio)) };
+        // SAFETY: Core mm calls this with the VMA valid and locked.
+        let (data, mapping) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: As above.
+        T::filemap_remove(data, mapping, &locked, unsafe { VmaRef::from_raw(vma) });
+        // Unlock as the C contract asks; core mm drops its reference itself.
+        let _ = ARef::into_raw(locked.unlock());
+    }
+
+    const UFFD_VTABLE: bindings::vm_uffd_ops = bindings::vm_uffd_ops {
+        can_userfault: Some(Self::can_userfault),
+        get_folio_noalloc: Some(Self::get_folio_noalloc),
+        alloc_folio: Some(Self::alloc_folio),
+        filemap_add: Some(Self::filemap_add),
+        filemap_remove: Some(Self::filemap_remove),
+    };
+
+    const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(VmOpsTable::<T>::fault),
+        uffd_ops: &Self::UFFD_VTABLE,
+        ..pin_init::zeroed()
+    };
+}
+
+impl VmaRef {
+    /// Returns the offset in the mapped file of the page at `addr`, in pages.
+    #[inline]
+    pub fn file_pgoff(&self, addr: usize) -> usize {
+        // SAFETY: The VMA is valid and locked (type invariant of `VmaRef`).
+        unsafe { bindings::linear_page_index(self.as_ptr(), addr as _) as usize }
+    }
+}
+
+impl VmaNew {
+    /// Makes `T` the operations of this new VMA.
+    ///
+    /// # Safety
+    ///
+    /// The `private_data` of the file this VMA maps must have been made by
+    /// `T::Data::into_foreign` and be released no earlier than the file.
+    pub unsafe fn set_vm_ops<T: VmOperations>(&self) {
+        // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
+        unsafe { (*self.as_ptr()).vm_ops = &VmOpsTable::<T>::VTABLE };
+    }
+
+    /// Makes `T` the operations of this new VMA, with userfaultfd support.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VmaNew::set_vm_ops`]; in addition the `i_private` of the file's inode must
+    /// hold the same pointer as the file's `private_data` for as long as the file exists.
+    pub unsafe fn set_vm_ops_uffd<T: UffdOperations>(&self) {
+        // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
+        unsafe { (*self.as_ptr()).vm_ops = &UffdOpsTable::<T>::VTABLE };
+    }
+}
