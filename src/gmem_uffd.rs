@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! guest_memfd with userfaultfd MISSING and MINOR support.
+//!
+//! `ioctl(KVM_CREATE_GUEST_MEMFD)` on `/dev/guest_memfd` creates a guest memory file: a file of
+//! fixed size with its own page cache, which a VMM maps (`MAP_SHARED`), fills with `pwrite()`,
+//! and registers with userfaultfd.  Its fault handler asks core mm to raise a userfault:
+//!
+//! - no folio at the offset and the VMA registered for MISSING: `VM_FAULT_UFFD_MISSING`;
+//! - an up-to-date folio there and the VMA registered for MINOR: `VM_FAULT_UFFD_MINOR`;
+//! - otherwise the folio is mapped, allocated and zeroed first if there is none.
+//!
+//! Writes and faults are atomic with respect to each other per page: a write fills a page
+//! under the folio lock and marks it up to date before unlocking, and a fault maps or reports
+//! a folio only with that lock held, so it never sees a page being written.  A write to part
+//! of a new page fills the rest with zeros first.
+//!
+//! See `Documentation/guest_memfd.rst`.
+
+use kernel::{
+    debugfs,
+    fs::anon_file::{AnonFileDevice, AnonFileOperations, MmapArea, PseudoFs},
+    iov::{IovIterDest, IovIterSource},
+    mm::{
+        folio::{LockedFolio, NewFolio},
+        page_cache::AddressSpace,
+        virt::{flags as vm_flags, vm_flags_t, VmaRef},
+        vm_ops::{FaultResult, UffdOperations, VmFault, VmOperations},
+    },
+    page::{PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+    uaccess::{UserPtr, UserSlice},
+};
+
+module! {
+    type: GmemUffdModule,
+    name: "gmem_uffd",
+    authors: ["gmem-uffd developers"],
+    description: "guest_memfd with userfaultfd MISSING and MINOR support",
+    license: "GPL",
+}
+
+/// `KVM_CREATE_GUEST_MEMFD`: `_IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)`.
+const KVM_CREATE_GUEST_MEMFD: u32 = kernel::ioctl::_IOWR::<[u64; 8]>(0xAE, 0xd4);
+/// The file can be mapped (`GUEST_MEMFD_FLAG_MMAP`).
+const FLAG_MMAP: u64 = 1 << 0;
+/// The memory starts shared with the host, so it can be faulted in
+/// (`GUEST_MEMFD_FLAG_INIT_SHARED`).
+const FLAG_INIT_SHARED: u64 = 1 << 1;
+/// The largest guest memory file: 1 TiB.
+const MAX_SIZE: u64 = 1 << 40;
+/// The superblock magic of our pseudo file system ("GMUF").
+const GMEM_UFFD_MAGIC: usize = 0x474d_5546;
+/// Allocation flags of guest memory (`GFP_HIGHUSER` less `__GFP_HARDWALL`, which the Rust
+/// flags do not offer): not movable, the pages stay where the guest put them.
+fn gmem_gfp() -> kernel::alloc::Flags {
+    GFP_KERNEL | __GFP_HIGHMEM
+}
+
+const O_CLOEXEC: u32 = kernel::bindings::O_CLOEXEC;
+
+/// Live guest memory files.
+static FILES: Atomic<i64> = Atomic::new(0);
+/// Folios in the page caches of all guest memory files.
+static FOLIOS: Atomic<i64> = Atomic::new(0);
+/// `VM_FAULT_UFFD_MISSING` returned by the fault handler.
+static MISSING_EVENTS: Atomic<i64> = Atomic::new(0);
+/// `VM_FAULT_UFFD_MINOR` returned by the fault handler.
+static MINOR_EVENTS: Atomic<i64> = Atomic::new(0);
+
+#[pin_data]
+struct GmemUffdModule {
+    #[pin]
+    device: AnonFileDevice<Gmem>,
+    _debugfs: debugfs::Dir,
+    #[pin]
+    _files: debugfs::File<()>,
+    #[pin]
+    _folios: debugfs::File<()>,
+    #[pin]
+    _missing: debugfs::File<()>,
+    #[pin]
+    _minor: debugfs::File<()>,
+}
+
+fn show_files(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", FILES.load(Relaxed))
+}
+
+fn show_folios(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", FOLIOS.load(Relaxed))
+}
+
+fn show_missing(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", MISSING_EVENTS.load(Relaxed))
+}
+
+fn show_minor(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", MINOR_EVENTS.load(Relaxed))
+}
+
+impl kernel::InPlaceModule for GmemUffdModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let dir = debugfs::Dir::new(c"gmem_uffd");
+        try_pin_init!(Self {
+            device <- AnonFileDevice::register(c"guest_memfd", c"gmem_uffd", GMEM_UFFD_MAGIC, module),
+            _files <- dir.read_callback_file(c"files", (), &show_files),
+            _folios <- dir.read_callback_file(c"folios", (), &show_folios),
+            _missing <- dir.read_callback_file(c"missing_events", (), &show_missing),
+            _minor <- dir.read_callback_file(c"minor_events", (), &show_minor),
+            _debugfs: dir,
+        })
+    }
+}
+
+/// A guest memory file.
+///
+/// # Invariants
+///
+/// `size` is a non-zero multiple of `PAGE_SIZE`, at most `MAX_SIZE`.
+struct Gmem {
+    size: u64,
+    flags: u64,
+}
+
+impl Gmem {
+    fn pages(&self) -> usize {
+        (self.size >> PAGE_SHIFT) as usize
+    }
+}
+
+/// Splits the byte range `pos..pos + len` into per-page pieces: `(index, offset, length)`.
+fn page_pieces(pos: u64, len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let end = pos + len as u64;
+    let mut at = pos;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let index = (at >> PAGE_SHIFT) as usize;
+        let offset = (at as usize) & (PAGE_SIZE - 1);
+        let n = core::cmp::min(PAGE_SIZE - offset, (end - at) as usize);
+        at += n as u64;
+        Some((index, offset, n))
+    })
+}
+
+/// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
+fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+    loop {
+        if let Some(folio) = mapping.lock_folio(index) {
+            return Ok(folio);
+        }
+        match mapping.add_folio(NewFolio::alloc(gmem_gfp())?, index, gmem_gfp()) {
+            Ok(folio) => {
+                FOLIOS.add(1, Relaxed);
+                return Ok(folio);
+            }
+            // Somebody else added one meanwhile: use theirs.
+            Err((e, _)) if e == EEXIST => continue,
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Makes sure a locked folio is up to date, zeroing it if it is not.
+fn make_uptodate(folio: &LockedFolio) -> Result {
+    if !folio.is_uptodate() {
+        folio.zero_range(0, folio.size())?;
+        folio.mark_uptodate();
+    }
+    Ok(())
+}
+
+impl Gmem {
+    fn create(fs: &PseudoFs<Gmem>, arg: usize) -> Result<isize> {
+        let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64).reader().read()?;
+        let (size, flags) = (args[0], args[1]);
+        if args[2..].iter().any(|&r| r != 0)
+            || flags & !(FLAG_MMAP | FLAG_INIT_SHARED) != 0
+            || (flags & FLAG_INIT_SHARED != 0 && flags & FLAG_MMAP == 0)
+            || size == 0
+            || size % PAGE_SIZE as u64 != 0
+            || size > MAX_SIZE
+        {
+            return Err(EINVAL);
+        }
+        let gmem = KBox::new(Gmem { size, flags }, GFP_KERNEL)?;
+        let fd = fs.create_file(c"[gmem_uffd]", size as i64, gmem, O_CLOEXEC)?;
+        FILES.add(1, Relaxed);
+        Ok(fd as isize)
+    }
+}
+
+#[vtable]
+impl AnonFileOperations for Gmem {
+    type Data = KBox<Gmem>;
+
+    fn device_ioctl(fs: &PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn release(_data: KBox<Gmem>, mapping: &AddressSpace) {
+        // No mapping is left (each holds the file): free every folio now.
+        mapping.truncate_range(0, -1);
+        FILES.add(-1, Relaxed);
+    }
+
+    fn mmap(data: &Gmem, area: &MmapArea<'_, Self>) -> Result {
+        if data.flags & FLAG_MMAP == 0 {
+            return Err(ENODEV);
+        }
+        let shared = vm_flags::SHARED | vm_flags::MAYSHARE;
+        if area.vma().flags() & shared != shared {
+            return Err(EINVAL);
+        }
+        area.set_vm_ops_uffd::<Gmem>();
+        Ok(())
+    }
+
+    fn read_iter(
+        data: &Gmem,
+        mapping: &AddressSpace,
+        pos: &mut i64,
+        iov: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
+        static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+        let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
+        if start >= data.size {
+            return Ok(0);
+        }
+        let len = core::cmp::min(iov.len() as u64, data.size - start) as usize;
+        let mut done = 0;
+        for (index, offset, n) in page_pieces(start, len) {
+            let copied = match mapping.get_folio(index) {
+                Some(folio) if folio.is_uptodate() => folio.copy_to_iter(offset, n, iov)?,
+                // A hole, or a page whose first write is still in progress: zeros.
+                _ => iov.copy_to_iter(&ZEROS[..n]),
+            };
+            done += copied;
+            if copied < n {
+                break;
+            }
+        }
+        if done == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        *pos += done as i64;
+        Ok(done)
+    }
+
+    fn write_iter(
+        data: &Gmem,
+        mapping: &AddressSpace,
+        pos: &mut i64,
+        iov: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
+        let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
+        if start >= data.size {
+            return Err(ENOSPC);
+        }
+        let len = core::cmp::min(iov.len() as u64, data.size - start) as usize;
+        // Each page is copied from user memory before any lock is taken: the source may be a
+        // mapping of this very file, whose fault would need the folio lock we are about to hold.
+        let mut buf = kernel::kvec![0u8; PAGE_SIZE]?;
+        let mut done = 0;
+        for (index, offset, n) in page_pieces(start, len) {
+            let copied = iov.copy_from_iter(&mut buf[..n]);
+            if copied == 0 {
+                break;
+            }
+            let result = (|| -> Result {
+                let _inval = mapping.invalidate_lock_shared();
+                let folio = lock_or_create(mapping, index)?;
+                if !folio.is_uptodate() {
+                    // A new page: the part not written reads as zeros.
+                    folio.zero_range(0, folio.size())?;
+                }
+                folio.write_bytes(offset, &buf[..copied])?;
+                // Only now may faults, reads and UFFDIO_CONTINUE see the page.
+                folio.mark_uptodate();
+                Ok(())
+            })();
+            if let Err(e) = result {
+                if done == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            done += copied;
+            if copied < n {
+                break;
+            }
+        }
+        if done == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        *pos += done as i64;
+        Ok(done)
+    }
+
+    fn fallocate(data: &Gmem, mapping: &AddressSpace, mode: i32, offset: i64, len: i64) -> Result {
+        const KEEP_SIZE: i32 = kernel::bindings::FALLOC_FL_KEEP_SIZE as i32;
+        const PUNCH_HOLE: i32 = kernel::bindings::FALLOC_FL_PUNCH_HOLE as i32;
+        let punch = match mode {
+            0 | KEEP_SIZE => false,
+            m if m == PUNCH_HOLE | KEEP_SIZE => true,
+            _ => return Err(Error::from_errno(-(kernel::uapi::EOPNOTSUPP as i32))),
+        };
+        let page = PAGE_SIZE as i64;
+        if offset < 0 || len <= 0 || offset % page != 0 || len % page != 0 {
+            return Err(EINVAL);
+        }
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if end as u64 > data.size {
+            return Err(EINVAL);
+        }
+        if punch {
+            let _inval = mapping.invalidate_lock();
+            // Unmaps the range from every mapping and frees its folios.
+            mapping.truncate_range(offset, end - 1);
+            return Ok(());
+        }
+        let _inval = mapping.invalidate_lock_shared();
+        for index in (offset / page) as usize..(end / page) as usize {
+            if kernel::current!().signal_pending() {
+                return Err(EINTR);
+            }
+            make_uptodate(&lock_or_create(mapping, index)?)?;
+        }
+        Ok(())
+    }
+
+    fn free_folio(_folio: &kernel::mm::folio::Folio) {
+        FOLIOS.add(-1, Relaxed);
+    }
+}
+
+#[vtable]
+impl VmOperations for Gmem {
+    type Data = KBox<Gmem>;
+
+    fn fault(data: &Gmem, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult {
+        let index = vmf.pgoff();
+        if index >= data.pages() || data.flags & FLAG_INIT_SHARED == 0 {
+            return FaultResult::SigBus;
+        }
+        // Keeps hole punching out until the folio is locked; truncation waits for the lock.
+        let _inval = mapping.invalidate_lock_shared();
+        if let Some(folio) = mapping.lock_folio(index) {
+            if make_uptodate(&folio).is_err() {
+                return FaultResult::SigBus;
+            }
+            if vmf.uffd_minor() {
+                MINOR_EVENTS.add(1, Relaxed);
+                return FaultResult::UffdMinor;
+            }
+            return FaultResult::Folio(folio);
+        }
+        if vmf.uffd_missing() {
+            MISSING_EVENTS.add(1, Relaxed);
+            return FaultResult::UffdMissing;
+        }
+        let Ok(new) = NewFolio::alloc_vma(gmem_gfp(), vmf.vma(), vmf.address()) else {
+            return FaultResult::Oom;
+        };
+        new.zero();
+        match mapping.add_folio(new, index, gmem_gfp()) {
+            Ok(folio) => {
+                FOLIOS.add(1, Relaxed);
+                folio.mark_uptodate();
+                FaultResult::Folio(folio)
+            }
+            // Raced with a write, fallocate or another fault: retry the access.
+            Err((e, _)) if e == EEXIST => FaultResult::NoPage,
+            Err(_) => FaultResult::Oom,
+        }
+    }
+}
+
+#[vtable]
+impl UffdOperations for Gmem {
+    fn can_userfault(_vma: &VmaRef, flags: vm_flags_t) -> bool {
+        // MISSING and MINOR; write protection is not supported (yet).
+        flags & kernel::bindings::VM_UFFD_WP as vm_flags_t == 0
+    }
+
+    fn get_folio_noalloc(_data: &Gmem, mapping: &AddressSpace, pgoff: usize) -> Result<LockedFolio> {
+        match mapping.lock_folio(pgoff) {
+            // Present means written completely (see `write_iter`).
+            Some(folio) if folio.is_uptodate() => Ok(folio),
+            _ => Err(ENOENT),
+        }
+    }
+
+    fn alloc_folio(_data: &Gmem, vma: &VmaRef, addr: usize) -> Result<NewFolio> {
+        let folio = NewFolio::alloc_vma(gmem_gfp(), vma, addr)?;
+        // Charged to the faulting process, whoever issues UFFDIO_COPY.
+        folio.charge(vma.mm(), GFP_KERNEL)?;
+        Ok(folio)
+    }
+
+    fn filemap_add(
+        data: &Gmem,
+        mapping: &AddressSpace,
+        folio: NewFolio,
+        vma: &VmaRef,
+        addr: usize,
+    ) -> Result<LockedFolio, (Error, NewFolio)> {
+        let index = vma.file_pgoff(addr);
+        if index >= data.pages() {
+            return Err((EFAULT, folio));
+        }
+        let _inval = mapping.invalidate_lock_shared();
+        let folio = mapping.add_folio(folio, index, gmem_gfp())?;
+        FOLIOS.add(1, Relaxed);
+        Ok(folio)
+    }
+
+    fn filemap_remove(_data: &Gmem, mapping: &AddressSpace, folio: &LockedFolio, _vma: &VmaRef) {
+        // Undoes `filemap_add`; `free_folio` adjusts the count.
+        let _ = mapping.remove_folio(folio);
+    }
+}
