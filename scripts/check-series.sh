@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Show that every prefix of patches/ builds: apply the series one patch at
-# a time in a separate worktree and build the kernel after each (vmlinux,
-# incrementally, with the base config and no debug options), then the
-# module against the whole series.  The first build is a full one.
+# Show that every prefix of patches/ builds: build pristine 7.2.13, then
+# apply the series one patch at a time in a separate worktree and build the
+# kernel after each (vmlinux, incrementally, with the base config and no
+# debug options), then the module against the whole series.  The first
+# build is a full one.
 . "$(dirname "$0")/lib.sh"
 
 wt=$CACHE/series-tree
@@ -27,6 +28,14 @@ if [ ! -f "$out/.config" ]; then
 		"$TOP/config/base.config") >>"$log" 2>&1 || die "config failed; see $log"
 fi
 [ -d "$TOP/rust" ] && [ -n "$(ls -A "$TOP/rust")" ] && tc rsync -rc "$TOP/rust/" "$wt/rust/"
+
+# Prefix 0: pristine 7.2.13 with the same config, kept as a bootable image
+# for comparisons (Documentation/testing.rst: the uffd baseline).
+s=$(date +%s)
+(cd "$wt" && tc make LLVM=1 ARCH=x86_64 O="$out" -j"$JOBS" bzImage vmlinux modules) >>"$log" 2>&1 ||
+	die "pristine $KVER does not build (log: $log)"
+cp "$out/arch/x86/boot/bzImage" "$CACHE/bzImage-pristine"
+say "series: pristine $KVER builds ($(( $(date +%s) - s ))s); image: $CACHE/bzImage-pristine"
 
 i=0
 for p in "${patches[@]}"; do

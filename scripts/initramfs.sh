@@ -16,6 +16,9 @@ done
 [ -n "$busybox" ] || die "no static busybox: install busybox-static (apt-get install busybox-static)"
 
 list=$CACHE/initramfs-$(basename "$plan" .plan).list
+# The archive is made inside the toolchain root, which sees only the
+# repository and the cache: take a copy of the plan there.
+cp "$plan" "$list.plan"
 
 {
 	echo "dir /bin 0755 0 0"
@@ -27,8 +30,9 @@ list=$CACHE/initramfs-$(basename "$plan" .plan).list
 	echo "file /bin/busybox $busybox 0755 0 0"
 	echo "slink /bin/sh /bin/busybox 0777 0 0"
 	echo "file /init $TOP/scripts/guest-init.sh 0755 0 0"
-	echo "file /tests/plan $plan 0644 0 0"
-	[ -f "$TOP/src/gmem_uffd.ko" ] && echo "file /modules/gmem_uffd.ko $TOP/src/gmem_uffd.ko 0644 0 0"
+	echo "file /tests/plan $list.plan 0644 0 0"
+	ko=${MODULE_KO:-$TOP/src/gmem_uffd.ko}
+	[ -f "$ko" ] && echo "file /modules/gmem_uffd.ko $ko 0644 0 0"
 	for f in "$bin"/*; do
 		[ -f "$f" ] && echo "file /tests/$(basename "$f") $f 0755 0 0"
 	done

@@ -15,7 +15,9 @@ if [ ${#rs[@]} -gt 0 ]; then
 	fi
 fi
 
-# clippy on the module: the kernel's CLIPPY=1, warnings are findings.
+# clippy on the module: the kernel's CLIPPY=1, warnings are findings.  The
+# object is removed first so that the module is really compiled again.
+rm -f "$TOP"/src/*.o
 if "$TOP/scripts/build-module.sh" CLIPPY=1 2>"$LOGS/clippy.err"; then
 	if grep -qE '^(warning|error)' "$LOGS/module-build.log"; then
 		grep -E '^(warning|error)' -A8 "$LOGS/module-build.log"
@@ -24,11 +26,14 @@ if "$TOP/scripts/build-module.sh" CLIPPY=1 2>"$LOGS/clippy.err"; then
 	else
 		say "lint: clippy clean on src/"
 	fi
+	rm -f "$TOP"/src/*.o
 else
 	cat "$LOGS/clippy.err"
 	bad=1
 fi
-# clippy on our kernel crate files (rebuilds rust/ of the kernel build).
+# clippy on our kernel crate files: rebuilds rust/ of the kernel build with
+# CLIPPY=1, which changes the kernel crate's symbol hashes; the kernel and
+# the module are then rebuilt normally so that they match again.
 if [ -n "$(ls -A "$TOP/rust" 2>/dev/null)" ]; then
 	"$TOP/scripts/kernel-tree.sh"
 	if (cd "$SRC" && tc make LLVM=1 O="$KOUT" -j"$JOBS" CLIPPY=1 rust/) >"$LOGS/clippy-rust.log" 2>&1 &&
@@ -39,6 +44,8 @@ if [ -n "$(ls -A "$TOP/rust" 2>/dev/null)" ]; then
 		say "lint: clippy findings in rust/ (log: $LOGS/clippy-rust.log)"
 		bad=1
 	fi
+	"$TOP/scripts/kernel-build.sh" && "$TOP/scripts/build-module.sh" ||
+		die "lint: rebuilding the kernel after clippy failed"
 fi
 
 cp=(perl "$SRC/scripts/checkpatch.pl" --strict --color=never --quiet)
@@ -48,10 +55,12 @@ for p in "$TOP"/patches/*.patch; do
 		bad=1
 	fi
 done
+# Userspace tests: kernel style, without --strict's kernel-only checks
+# (u64 over uint64_t and the like).
 for f in "$TOP"/selftests/*.c; do
 	[ -f "$f" ] || continue
-	if ! (cd "$SRC" && tc "${cp[@]}" --no-tree -f "$f"); then
-		say "lint: checkpatch --strict: selftests/$(basename "$f")"
+	if ! (cd "$SRC" && tc perl "$SRC/scripts/checkpatch.pl" --color=never --quiet --no-tree -f "$f"); then
+		say "lint: checkpatch: selftests/$(basename "$f")"
 		bad=1
 	fi
 done

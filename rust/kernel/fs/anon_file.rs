@@ -5,10 +5,14 @@
 //! Like KVM's guest_memfd, a driver may give every file it creates an inode of its own, so
 //! that the page cache, the size and the memory mappings belong to that one file.  The inodes
 //! live on a pseudo file system that the driver mounts internally ([`PseudoFs`]); the files
-//! are created with [`PseudoFs::create_file`] and installed as new file descriptors.  Their behaviour is
-//! given by an [`AnonFileOperations`] implementation, whose private data is available to every
-//! file operation, to the fault handler and to userfaultfd operations (see
-//! [`crate::mm::vm_ops`]).
+//! are created with [`PseudoFs::create_file`] and installed as new file descriptors, usually
+//! from the `ioctl()` of an [`AnonFileDevice`].  Their behaviour is given by an
+//! [`AnonFileOperations`] implementation, whose private data is available to every file
+//! operation, to the fault handler and to userfaultfd operations (see [`crate::mm::vm_ops`]).
+//!
+//! Why not [`crate::miscdevice::MiscDeviceRegistration`] for the device: its file operations
+//! have no `owner`, so an open file descriptor of the device does not keep the module loaded,
+//! and `open()` cannot reach data of the registration such as the pseudo file system.
 //!
 //! The size of such a file is set at creation and cannot be changed: `ftruncate()` and other
 //! attribute changes fail with `EINVAL`.
@@ -21,12 +25,7 @@ use crate::{
     error::{code::*, from_err_ptr, Error, Result},
     fs::file::{File, FileDescriptorReservation},
     iov::{IovIterDest, IovIterSource},
-    mm::{
-        folio::Folio,
-        page_cache::AddressSpace,
-        vm_ops::UffdOperations,
-        virt::VmaNew,
-    },
+    mm::{folio::Folio, page_cache::AddressSpace, virt::VmaNew, vm_ops::UffdOperations},
     prelude::*,
     sync::aref::ARef,
     types::{ForeignOwnable, Opaque},
@@ -99,6 +98,10 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `init_fs_context` of our `fs_type`, which `kern_mount` in
+    /// [`Self::new`] passes on.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
         // SAFETY: `fc->fs_type` is the `fs_type` field of a pinned `PseudoFs<T>` (see `new`).
         let this = unsafe {
@@ -111,7 +114,7 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         // SAFETY: `this` is valid; `magic` was written before `kern_mount` was called.
         let magic = unsafe { (*this).magic };
         // SAFETY: `fc` is a valid file system context being initialised.
-        if unsafe { bindings::init_pseudo(fc, magic as _) }.is_null() {
+        if unsafe { bindings::init_pseudo(fc, magic) }.is_null() {
             return ENOMEM.to_errno();
         }
         0
@@ -179,7 +182,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         };
         // SAFETY: The file is new and not visible to anyone else yet.
         unsafe {
-            (*file).f_mode |= bindings::FMODE_LSEEK | bindings::FMODE_PREAD | bindings::FMODE_PWRITE;
+            (*file).f_mode |=
+                bindings::FMODE_LSEEK | bindings::FMODE_PREAD | bindings::FMODE_PWRITE;
             (*file).f_flags |= bindings::O_LARGEFILE;
             (*file).private_data = ptr;
         }
@@ -331,6 +335,9 @@ impl<T: AnonFileOperations> AnonFileDevice<T> {
         })
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `unlocked_ioctl` of a file opened through our misc device.
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         // SAFETY: `misc_open` set `private_data` to our `miscdevice`, which is the `misc` field
         // of a registered `AnonFileDevice<T>`; the open file keeps the module, and so `self`,
@@ -342,7 +349,7 @@ impl<T: AnonFileOperations> AnonFileDevice<T> {
                 misc
             )
         };
-        match T::device_ioctl(&this.fs, cmd, arg as usize) {
+        match T::device_ioctl(&this.fs, cmd, arg) {
             Ok(ret) => ret as c_long,
             Err(e) => e.to_errno() as c_long,
         }
@@ -361,8 +368,9 @@ impl<T: AnonFileOperations> PinnedDrop for AnonFileDevice<T> {
 ///
 /// # Invariants
 ///
-/// `vma` is being set up by `->mmap` of a file created by [`PseudoFs::<T>::create_file`], so the file's
-/// `private_data` and its inode's `i_private` hold the same `T::Data` pointer until release.
+/// `vma` is being set up by `->mmap` of a file created by [`PseudoFs::<T>::create_file`], so
+/// the file's `private_data` and its inode's `i_private` hold the same `T::Data` pointer until
+/// release.
 pub struct MmapArea<'a, T> {
     vma: &'a VmaNew,
     _p: PhantomData<T>,
@@ -393,6 +401,10 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         unsafe { AddressSpace::from_raw((*file).f_mapping) }
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `release` of a file created by [`PseudoFs::create_file`], on its
+    /// last reference.
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: The release call owns the private data; it came from `into_foreign`.
         let data = unsafe { T::Data::from_foreign((*file).private_data) };
@@ -401,7 +413,14 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         0
     }
 
-    unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    /// # Safety
+    ///
+    /// Called by the VFS as `mmap` of a file created by [`PseudoFs::create_file`], with a VMA
+    /// being set up.
+    unsafe extern "C" fn mmap(
+        file: *mut bindings::file,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
         // SAFETY: The file is open, so its private data is alive.
         let data = unsafe { T::Data::borrow((*file).private_data) };
         // INVARIANT: The VMA is being set up by `->mmap` of a file of `T`.
@@ -416,7 +435,13 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         }
     }
 
-    unsafe extern "C" fn read_iter(kiocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+    /// # Safety
+    ///
+    /// Called by the VFS as `read_iter` of a file created by [`PseudoFs::create_file`].
+    unsafe extern "C" fn read_iter(
+        kiocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+    ) -> isize {
         // SAFETY: `kiocb` is valid and its file is open.
         let file = unsafe { (*kiocb).ki_filp };
         // SAFETY: As above.
@@ -432,7 +457,13 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         }
     }
 
-    unsafe extern "C" fn write_iter(kiocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+    /// # Safety
+    ///
+    /// Called by the VFS as `write_iter` of a file created by [`PseudoFs::create_file`].
+    unsafe extern "C" fn write_iter(
+        kiocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+    ) -> isize {
         // SAFETY: `kiocb` is valid and its file is open.
         let file = unsafe { (*kiocb).ki_filp };
         // SAFETY: As above.
@@ -448,6 +479,9 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `fallocate` of a file created by [`PseudoFs::create_file`].
     unsafe extern "C" fn fallocate(
         file: *mut bindings::file,
         mode: c_int,
@@ -463,6 +497,9 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `setattr` of an inode created by [`PseudoFs::create_file`].
     unsafe extern "C" fn setattr(
         _idmap: *mut bindings::mnt_idmap,
         _dentry: *mut bindings::dentry,
@@ -472,6 +509,10 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         EINVAL.to_errno()
     }
 
+    /// # Safety
+    ///
+    /// Called by the VFS as `free_folio` of the page cache of such an inode, with the folio
+    /// still held.
     unsafe extern "C" fn free_folio(folio: *mut bindings::folio) {
         // SAFETY: The page cache still holds the folio while it calls `free_folio`.
         T::free_folio(unsafe { Folio::from_raw(folio) });
@@ -491,9 +532,21 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     const FOPS: bindings::file_operations = bindings::file_operations {
         release: Some(Self::release),
         mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
-        read_iter: if T::HAS_READ_ITER { Some(Self::read_iter) } else { None },
-        write_iter: if T::HAS_WRITE_ITER { Some(Self::write_iter) } else { None },
-        fallocate: if T::HAS_FALLOCATE { Some(Self::fallocate) } else { None },
+        read_iter: if T::HAS_READ_ITER {
+            Some(Self::read_iter)
+        } else {
+            None
+        },
+        write_iter: if T::HAS_WRITE_ITER {
+            Some(Self::write_iter)
+        } else {
+            None
+        },
+        fallocate: if T::HAS_FALLOCATE {
+            Some(Self::fallocate)
+        } else {
+            None
+        },
         llseek: Some(bindings::generic_file_llseek),
         ..pin_init::zeroed()
     };

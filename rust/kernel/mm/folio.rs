@@ -19,8 +19,8 @@ use crate::{
     bindings,
     error::{code::*, Result},
     iov::IovIterDest,
-    page::PAGE_SIZE,
     mm::{virt::VmaRef, Mm},
+    page::PAGE_SIZE,
     sync::aref::{ARef, AlwaysRefCounted},
     types::Opaque,
 };
@@ -112,7 +112,12 @@ impl Folio {
     /// The folio need not be locked: like a `read()` of any file, the copy may see a
     /// concurrent write through a mapping only in part.  Returns the number of bytes copied,
     /// which is smaller than `len` when `dst` faults.
-    pub fn copy_to_iter(&self, offset: usize, len: usize, dst: &mut IovIterDest<'_>) -> Result<usize> {
+    pub fn copy_to_iter(
+        &self,
+        offset: usize,
+        len: usize,
+        dst: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
         check_range(self.size(), offset, len)?;
         // SAFETY: The range is within the folio, which our reference keeps alive; `folio_page`
         // of index 0 is the head page, from which `copy_page_to_iter` handles any offset
@@ -177,7 +182,13 @@ impl LockedFolio {
     #[inline]
     pub fn index(&self) -> usize {
         // SAFETY: The index of a folio does not change while it is locked.
-        unsafe { (*self.as_ptr()).__bindgen_anon_1.__bindgen_anon_1.__bindgen_anon_2.index }
+        unsafe {
+            (*self.as_ptr())
+                .__bindgen_anon_1
+                .__bindgen_anon_1
+                .__bindgen_anon_2
+                .index
+        }
     }
 
     /// Returns whether the folio is still in the page cache of `mapping`.
@@ -273,7 +284,7 @@ impl NewFolio {
             return Err(EINVAL);
         }
         // SAFETY: `vma` is valid and its lock is held (by the type invariant of `VmaRef`).
-        let folio = unsafe { bindings::vma_alloc_folio(flags.as_raw(), 0, vma.as_ptr(), addr as _) };
+        let folio = unsafe { bindings::vma_alloc_folio(flags.as_raw(), 0, vma.as_ptr(), addr) };
         // INVARIANT: A successful allocation returns a folio owned only by us.
         NonNull::new(folio).map(Self).ok_or(ENOMEM)
     }
@@ -306,7 +317,9 @@ impl NewFolio {
     /// Fills the whole folio with zeros.
     pub fn zero(&self) {
         // SAFETY: The folio is exclusively ours.
-        unsafe { bindings::folio_zero_range(self.0.as_ptr(), 0, bindings::folio_size(self.0.as_ptr())) };
+        unsafe {
+            bindings::folio_zero_range(self.0.as_ptr(), 0, bindings::folio_size(self.0.as_ptr()))
+        };
     }
 
     /// Returns the raw pointer to the `struct folio`.

@@ -45,14 +45,6 @@ impl AddressSpace {
         self.0.get()
     }
 
-    /// Returns the number of pages in the page cache.
-    #[inline]
-    pub fn nr_pages(&self) -> usize {
-        // SAFETY: The field is updated under the i_pages lock; a racy read of a counter is what
-        // the C code does too (`mapping_empty()`), and it is only used as a statistic.
-        unsafe { core::ptr::read_volatile(&(*self.as_ptr()).nrpages) as usize }
-    }
-
     /// Makes the folios of this mapping unevictable.
     #[inline]
     pub fn set_unevictable(&self) {
@@ -72,7 +64,7 @@ impl AddressSpace {
     /// A folio that is truncated while its lock is being taken is not returned.
     pub fn lock_folio(&self, index: usize) -> Option<LockedFolio> {
         // SAFETY: The mapping is valid; this may sleep for the folio lock.
-        let folio = unsafe { bindings::filemap_lock_folio(self.as_ptr(), index as _) };
+        let folio = unsafe { bindings::filemap_lock_folio(self.as_ptr(), index) };
         let folio = NonNull::new(from_err_ptr(folio).ok()?)?;
         // SAFETY: `filemap_lock_folio` returns a folio that is locked, still in this mapping,
         // with a reference count for the caller.
@@ -82,7 +74,7 @@ impl AddressSpace {
     /// Looks up the folio at `index` without locking it.
     pub fn get_folio(&self, index: usize) -> Option<ARef<Folio>> {
         // SAFETY: The mapping is valid.
-        let folio = unsafe { bindings::filemap_get_folio(self.as_ptr(), index as _) };
+        let folio = unsafe { bindings::filemap_get_folio(self.as_ptr(), index) };
         let folio = NonNull::new(from_err_ptr(folio).ok()?)?;
         // SAFETY: `filemap_get_folio` returns a folio with a reference count for the caller.
         Some(unsafe { ARef::from_raw(folio.cast()) })
@@ -109,7 +101,7 @@ impl AddressSpace {
                 bindings::__filemap_add_folio(
                     self.as_ptr(),
                     ptr,
-                    index as _,
+                    index,
                     flags.as_raw(),
                     core::ptr::null_mut(),
                 )
@@ -126,9 +118,7 @@ impl AddressSpace {
             // SAFETY: `folio` is exclusively owned, unlocked, uncharged and in no page cache; on
             // success `filemap_add_folio` charges and locks it and takes the page cache's own
             // references, on failure it leaves it as it was.
-            unsafe {
-                bindings::filemap_add_folio(self.as_ptr(), ptr, index as _, flags.as_raw())
-            }
+            unsafe { bindings::filemap_add_folio(self.as_ptr(), ptr, index, flags.as_raw()) }
         };
         if ret != 0 {
             return Err((Error::from_errno(ret), folio));
@@ -156,7 +146,9 @@ impl AddressSpace {
     /// back in the meantime.
     pub fn truncate_range(&self, start: i64, end: i64) {
         // SAFETY: The mapping is valid; this may sleep.
-        unsafe { bindings::truncate_inode_pages_range(self.as_ptr(), start, end as bindings::uoff_t) };
+        unsafe {
+            bindings::truncate_inode_pages_range(self.as_ptr(), start, end as bindings::uoff_t)
+        };
     }
 
     /// Unmaps bytes `start..start + len` of the file from every mapping of it.
@@ -170,14 +162,20 @@ impl AddressSpace {
     pub fn invalidate_lock(&self) -> InvalidateGuard<'_> {
         // SAFETY: The mapping is valid.
         unsafe { bindings::down_write(&raw mut (*self.as_ptr()).invalidate_lock) };
-        InvalidateGuard { mapping: self, shared: false }
+        InvalidateGuard {
+            mapping: self,
+            shared: false,
+        }
     }
 
     /// Takes the invalidate lock for reading.
     pub fn invalidate_lock_shared(&self) -> InvalidateGuard<'_> {
         // SAFETY: The mapping is valid.
         unsafe { bindings::down_read(&raw mut (*self.as_ptr()).invalidate_lock) };
-        InvalidateGuard { mapping: self, shared: true }
+        InvalidateGuard {
+            mapping: self,
+            shared: true,
+        }
     }
 }
 

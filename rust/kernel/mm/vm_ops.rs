@@ -48,14 +48,14 @@ impl VmFault {
     #[inline]
     pub fn pgoff(&self) -> usize {
         // SAFETY: The field is constant for the duration of the fault.
-        unsafe { (*self.0.get()).__bindgen_anon_1.pgoff as usize }
+        unsafe { (*self.0.get()).__bindgen_anon_1.pgoff }
     }
 
     /// Returns the faulting address, rounded down to the page.
     #[inline]
     pub fn address(&self) -> usize {
         // SAFETY: The field is constant for the duration of the fault.
-        unsafe { (*self.0.get()).__bindgen_anon_1.address as usize }
+        unsafe { (*self.0.get()).__bindgen_anon_1.address }
     }
 
     /// Returns whether the faulting access is a write.
@@ -165,7 +165,10 @@ unsafe fn vma_data<'a, T: VmOperations>(
     // data outlive the VMA operation in progress.
     unsafe {
         let file = (*vma).vm_file;
-        (T::Data::borrow((*file).private_data), AddressSpace::from_raw((*file).f_mapping))
+        (
+            T::Data::borrow((*file).private_data),
+            AddressSpace::from_raw((*file).f_mapping),
+        )
     }
 }
 
@@ -186,7 +189,7 @@ impl<T: VmOperations> VmOpsTable<T> {
                 let raw = folio.into_raw();
                 // SAFETY: The folio holds the faulting page; the lock and the reference pass to
                 // core mm, which unlocks and drops them after mapping (`VM_FAULT_LOCKED`).
-                unsafe { (*vmf).page = bindings::folio_file_page(raw.as_ptr(), index as _) };
+                unsafe { (*vmf).page = bindings::folio_file_page(raw.as_ptr(), index) };
                 bindings::vm_fault_reason_VM_FAULT_LOCKED
             }
             FaultResult::NoPage => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
@@ -206,6 +209,10 @@ impl<T: VmOperations> VmOpsTable<T> {
 struct UffdOpsTable<T>(PhantomData<T>);
 
 impl<T: UffdOperations> UffdOpsTable<T> {
+    /// # Safety
+    ///
+    /// Called by core mm as `vm_uffd_ops->can_userfault` of a VMA set up by
+    /// [`VmaNew::set_vm_ops_uffd`], with the VMA valid and locked.
     unsafe extern "C" fn can_userfault(
         vma: *mut bindings::vm_area_struct,
         flags: vm_flags_t,
@@ -214,21 +221,33 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         T::can_userfault(unsafe { VmaRef::from_raw(vma) }, flags)
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `vm_uffd_ops->get_folio_noalloc` for the inode of a file mapped by a
+    /// VMA set up by [`VmaNew::set_vm_ops_uffd`], with that VMA locked.
     unsafe extern "C" fn get_folio_noalloc(
         inode: *mut bindings::inode,
         pgoff: c_ulong,
     ) -> *mut bindings::folio {
         // SAFETY: The inode belongs to the file of a locked VMA set up by `set_vm_ops_uffd`;
         // `i_private` holds the same data as the file (see `set_vm_ops_uffd`).
-        let (data, mapping) =
-            unsafe { (T::Data::borrow((*inode).i_private), AddressSpace::from_raw((*inode).i_mapping)) };
-        match T::get_folio_noalloc(data, mapping, pgoff as usize) {
+        let (data, mapping) = unsafe {
+            (
+                T::Data::borrow((*inode).i_private),
+                AddressSpace::from_raw((*inode).i_mapping),
+            )
+        };
+        match T::get_folio_noalloc(data, mapping, pgoff) {
             // Core mm unlocks the folio and keeps or drops the reference.
             Ok(folio) => folio.into_raw().as_ptr(),
             Err(e) => e.to_ptr(),
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `vm_uffd_ops->alloc_folio` of a VMA set up by
+    /// [`VmaNew::set_vm_ops_uffd`], with the VMA valid and locked.
     unsafe extern "C" fn alloc_folio(
         vma: *mut bindings::vm_area_struct,
         addr: usize,
@@ -243,6 +262,10 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `vm_uffd_ops->filemap_add` with a folio returned by
+    /// [`Self::alloc_folio`] and the VMA it was allocated for, valid and locked.
     unsafe extern "C" fn filemap_add(
         folio: *mut bindings::folio,
         vma: *mut bindings::vm_area_struct,
@@ -267,6 +290,10 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `vm_uffd_ops->filemap_remove` with a folio [`Self::filemap_add`] added,
+    /// still locked, and the VMA, valid and locked.
     unsafe extern "C" fn filemap_remove(
         folio: *mut bindings::folio,
         vma: *mut bindings::vm_area_struct,
@@ -302,7 +329,7 @@ impl VmaRef {
     #[inline]
     pub fn file_pgoff(&self, addr: usize) -> usize {
         // SAFETY: The VMA is valid and locked (type invariant of `VmaRef`).
-        unsafe { bindings::linear_page_index(self.as_ptr(), addr as _) as usize }
+        unsafe { bindings::linear_page_index(self.as_ptr(), addr) }
     }
 }
 
