@@ -104,7 +104,12 @@ impl kernel::InPlaceModule for GmemUffdModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"gmem_uffd");
         try_pin_init!(Self {
-            device <- AnonFileDevice::register(c"guest_memfd", c"gmem_uffd", GMEM_UFFD_MAGIC, module),
+            device <- AnonFileDevice::register(
+                c"guest_memfd",
+                c"gmem_uffd",
+                GMEM_UFFD_MAGIC,
+                module
+            ),
             _files <- dir.read_callback_file(c"files", (), &show_files),
             _folios <- dir.read_callback_file(c"folios", (), &show_folios),
             _missing <- dir.read_callback_file(c"missing_events", (), &show_missing),
@@ -175,7 +180,9 @@ fn make_uptodate(folio: &LockedFolio) -> Result {
 
 impl Gmem {
     fn create(fs: &PseudoFs<Gmem>, arg: usize) -> Result<isize> {
-        let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64).reader().read()?;
+        let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64)
+            .reader()
+            .read()?;
         let (size, flags) = (args[0], args[1]);
         if args[2..].iter().any(|&r| r != 0)
             || flags & !(FLAG_MMAP | FLAG_INIT_SHARED) != 0
@@ -389,7 +396,11 @@ impl UffdOperations for Gmem {
         flags & kernel::bindings::VM_UFFD_WP as vm_flags_t == 0
     }
 
-    fn get_folio_noalloc(_data: &Gmem, mapping: &AddressSpace, pgoff: usize) -> Result<LockedFolio> {
+    fn get_folio_noalloc(
+        _data: &Gmem,
+        mapping: &AddressSpace,
+        pgoff: usize,
+    ) -> Result<LockedFolio> {
         match mapping.lock_folio(pgoff) {
             // Present means written completely (see `write_iter`).
             Some(folio) if folio.is_uptodate() => Ok(folio),
