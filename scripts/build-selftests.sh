@@ -8,6 +8,10 @@
 #   tools/testing/selftests/kvm: guest_memfd_test
 #   selftests/*.c (ours):        one program each
 #
+# The mm tests are built from a copy of their sources with
+# selftests/uffd-guest_memfd.patch applied (the guest_memfd memory type of
+# the userfaultfd tests), in $CACHE/selftests-build/mm-src.
+#
 # Nothing is written into $SRC: the uapi headers are made with their own
 # O= directory and every object goes to OUTPUT= under
 # $CACHE/selftests-build/.  Make decides what is out of date, so a second
@@ -18,6 +22,21 @@ ST=$SRC/tools/testing/selftests
 BLD=$CACHE/selftests-build
 HDR=$BLD/hdr              # O= of "make headers"; never $KOUT
 MMCFG=$BLD/mm-config      # local_config.mk for the mm Makefile
+MMSRC=$BLD/mm-src         # the patched copy of the mm tests, in tree layout
+MST=$MMSRC/tools/testing/selftests
+UFFD_PATCH=$TOP/selftests/uffd-guest_memfd.patch
+# What the mm build reads from the tree, relative to its root: the mm
+# directory, the selftests files lib.mk and the mm Makefile use, the tools
+# uapi headers (TOOLS_INCLUDES) and mm/gup_test.h.
+MM_FILES=(tools/testing/selftests/mm tools/testing/selftests/lib.mk
+	tools/testing/selftests/kselftest.h
+	tools/testing/selftests/kselftest_harness.h
+	tools/testing/selftests/kselftest
+	tools/testing/selftests/x86/check_cc.sh
+	tools/testing/selftests/x86/trivial_program.c
+	tools/testing/selftests/x86/trivial_32bit_program.c
+	tools/testing/selftests/x86/trivial_64bit_program.c
+	tools/include mm/gup_test.h)
 BIN=$CACHE/selftests-bin
 log=$LOGS/selftests-build.log
 # At most two jobs: the machine is small and a kernel may build beside us.
@@ -25,6 +44,7 @@ J=${SELFTESTS_JOBS:-2}
 
 [ -f "$ST/mm/Makefile" ] && [ -f "$ST/kvm/Makefile" ] ||
 	die "no selftests in $SRC: run scripts/kernel-src.sh first"
+[ -f "$UFFD_PATCH" ] || die "$UFFD_PATCH is missing"
 
 mkdir -p "$BLD/mm" "$BLD/kvm" "$HDR" "$MMCFG" "$BIN"
 : > "$log"
@@ -57,6 +77,30 @@ build_headers() {
 		fail "headers made but $HDR/usr/include/linux/userfaultfd.h is missing"
 }
 
+prepare_mm_src() {
+	# Every run copies MM_FILES from $SRC into a scratch tree and applies
+	# the patch there (exactly: no fuzz); rsync -c then writes into
+	# $MMSRC only the files whose content differs, with a new mtime, so
+	# make rebuilds what a change of the sources or of the patch touched
+	# and nothing else.
+	local tmp=$MMSRC.new
+	rm -rf "$tmp"
+	mkdir -p "$tmp" "$MMSRC"
+	cd "$SRC"
+	run rsync -aR "${MM_FILES[@]}" "$tmp/" ||
+		fail "copying the mm selftests from $SRC failed"
+	cd "$tmp"
+	if ! run patch -p1 --forward --batch --fuzz=0 \
+		--no-backup-if-mismatch -i "$UFFD_PATCH"; then
+		tail -n 20 "$log" >&2
+		die "$UFFD_PATCH does not apply to $SRC (rejects in $tmp); full log: $log"
+	fi
+	cd "$BLD"
+	run rsync -rlpc --delete "$tmp/" "$MMSRC/" ||
+		fail "updating $MMSRC failed"
+	rm -rf "$tmp"
+}
+
 build_mm() {
 	# mm/Makefile does "include local_config.mk" and would make it (and
 	# local_config.h) in the source directory with check_config.sh.  The
@@ -64,7 +108,7 @@ build_mm() {
 	# cow and gup_longterm use it (for liburing), neither is built here.
 	#
 	# LOCAL_HDRS (the headers every program depends on) is given too:
-	# the Makefile's own list would name local_config.h in the source
+	# the Makefile's own list would name local_config.h in the mm
 	# directory.  The mm Makefile has no header dependency tracking, so
 	# the list here is wider than upstream's: the mm headers, kselftest's,
 	# and a stamp that is touched whenever "make headers" changed a uapi
@@ -78,9 +122,9 @@ build_mm() {
 		[ -n "$(find "$HDR/usr/include" -newer "$stamp" -print -quit)" ]; then
 		touch "$stamp"
 	fi
-	hdrs="$stamp $SRC/mm/gup_test.h $ST/kselftest_harness.h $ST/kselftest.h"
-	hdrs+=" $(cd "$ST/mm" && echo "$PWD"/*.h)"
-	cd "$ST/mm"
+	hdrs="$stamp $MMSRC/mm/gup_test.h $MST/kselftest_harness.h $MST/kselftest.h"
+	hdrs+=" $(cd "$MST/mm" && echo "$PWD"/*.h)"
+	cd "$MST/mm"
 	run make -I "$MMCFG" -j"$J" "${COMMON[@]}" OUTPUT="$BLD/mm" \
 		LOCAL_HDRS="$hdrs" \
 		"$BLD/mm/uffd-unit-tests" "$BLD/mm/uffd-stress" ||
@@ -136,6 +180,7 @@ install_bin() {
 
 say "selftests: start (log: $log)"
 stage "selftests: uapi headers" build_headers
+stage "selftests: mm sources (patched copy)" prepare_mm_src
 stage "selftests: mm (uffd-unit-tests, uffd-stress)" build_mm
 stage "selftests: kvm (guest_memfd_test)" build_kvm
 stage "selftests: ours (selftests/)" build_ours
