@@ -169,6 +169,16 @@ fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     }
 }
 
+/// Ends a read or write of `len` bytes that transferred `done`: advances `*pos`, or fails with
+/// `EFAULT` if nothing could be transferred (the user buffer faulted).
+fn finish_io(pos: &mut i64, done: usize, len: usize) -> Result<usize> {
+    if done == 0 && len > 0 {
+        return Err(EFAULT);
+    }
+    *pos += done as i64;
+    Ok(done)
+}
+
 /// Makes sure a locked folio is up to date, zeroing it if it is not.
 fn make_uptodate(folio: &LockedFolio) -> Result {
     if !folio.is_uptodate() {
@@ -253,11 +263,7 @@ impl AnonFileOperations for Gmem {
                 break;
             }
         }
-        if done == 0 && len > 0 {
-            return Err(EFAULT);
-        }
-        *pos += done as i64;
-        Ok(done)
+        finish_io(pos, done, len)
     }
 
     fn write_iter(
@@ -303,11 +309,7 @@ impl AnonFileOperations for Gmem {
                 break;
             }
         }
-        if done == 0 && len > 0 {
-            return Err(EFAULT);
-        }
-        *pos += done as i64;
-        Ok(done)
+        finish_io(pos, done, len)
     }
 
     fn fallocate(data: &Gmem, mapping: &AddressSpace, mode: i32, offset: i64, len: i64) -> Result {
