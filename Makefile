@@ -5,7 +5,7 @@
 #   make check    build everything, boot the debug kernel, run every test
 #
 # Variables (see README.md): KERNEL_TARBALL, GMEM_CACHE, JOBS, ACCEL,
-# QEMU_TIMEOUT, QEMU_MEM, QEMU_SMP, FORCE.
+# QEMU_TIMEOUT, QEMU_MEM, QEMU_SMP, FORCE, TESTS.
 
 # The module itself is built by Kbuild (make -C <kernel build> M=$PWD reads
 # ./Kbuild, not this file).
@@ -13,7 +13,7 @@
 SHELL := /bin/bash
 S := scripts
 
-export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP FORCE FLAVOUR
+export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP FORCE FLAVOUR TESTS
 
 .PHONY: all run check build toolchain kernel-src kernel-tree kernel-config kernel \
 	module selftests export-patches check-series lint clean help

@@ -11,6 +11,10 @@
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/tests
+# The boot was logged on the console; from here on only errors and worse
+# (as "quiet" would), so that test output stays readable.  The whole kernel
+# log is printed at the end anyway.
+dmesg -n 4
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null

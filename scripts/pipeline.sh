@@ -38,6 +38,14 @@ build() {
 
 boot() {
 	local plan=$TOP/selftests/$1.plan img=$CACHE/initramfs-$1.cpio
+	if [ -n "${TESTS:-}" ]; then
+		# TESTS=regex: only the plan lines whose group or name matches.
+		awk -v re="$TESTS" '/^#/ || NF == 0 { next } $1 ~ re || $2 ~ re' \
+			"$plan" > "$CACHE/$1-selected.plan"
+		[ -s "$CACHE/$1-selected.plan" ] || die "TESTS=$TESTS matches no test of $plan"
+		say "plan: only the tests matching '$TESTS'"
+		plan=$CACHE/$1-selected.plan
+	fi
 	stage initramfs "$S/initramfs.sh" "$plan" "$img"
 	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img"
 }
