@@ -33,6 +33,7 @@ cp "$plan" "$list.plan"
 	echo "file /tests/plan $list.plan 0644 0 0"
 	ko=${MODULE_KO:-$TOP/src/gmem_uffd.ko}
 	[ -f "$ko" ] && echo "file /modules/gmem_uffd.ko $ko 0644 0 0"
+	echo "file /tests/retry-known $TOP/selftests/retry-known.sh 0755 0 0"
 	for f in "$bin"/*; do
 		[ -f "$f" ] && echo "file /tests/$(basename "$f") $f 0755 0 0"
 	done

@@ -85,6 +85,7 @@ def main():
     kmemleak = None
     block = None
     done = False
+    retries = []
     for line in lines:
         if line.startswith("@@@ BEGIN "):
             parts = line.split()
@@ -107,6 +108,9 @@ def main():
             continue
         if line == "@@@ KMEMLEAK END":
             block = None
+            continue
+        if line.startswith("@@@ KNOWN-ISSUE-RETRY") and cur:
+            retries.append(f"{cur[0]}/{cur[1]}: {line[len('@@@ KNOWN-ISSUE-RETRY '):]}")
             continue
         if line == "@@@ GUEST DONE":
             done = True
@@ -166,6 +170,8 @@ def main():
         if c["skip"]:
             s += f", {c['skip']} skipped"
         print(s)
+    for r in retries:
+        print(f"  note: known upstream issue hit and retried once: {r}")
     total = f"{counts['pass']} passed, {counts['fail']} failed"
     if counts["skip"]:
         total += f", {counts['skip']} skipped"
