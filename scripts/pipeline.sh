@@ -47,7 +47,11 @@ boot() {
 		plan=$CACHE/$1-selected.plan
 	fi
 	stage initramfs "$S/initramfs.sh" "$plan" "$img"
-	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img"
+	local rc=0
+	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img" || rc=$?
+	# The totals are the last line of the output.
+	[ -s "$LOGS/$1-results.txt" ] && tail -n 1 "$LOGS/$1-results.txt"
+	return $rc
 }
 
 case "$what" in
