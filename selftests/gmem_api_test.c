@@ -58,6 +58,7 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "gmem_util.h"
 
 #define GMEM_DEV		"/dev/guest_memfd"
 #define DEBUGFS_DIR		"/sys/kernel/debug"
@@ -253,22 +254,6 @@ static int join_timeout(pthread_t thread, int secs)
 
 /* userfaultfd helpers: each returns 0 (or an fd) or -errno. */
 
-static int uffd_open(void)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int uffd, ret;
-
-	/* O_NONBLOCK: poll() on a blocking userfaultfd reports POLLERR. */
-	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (uffd < 0)
-		return -errno;
-	if (ioctl(uffd, UFFDIO_API, &api)) {
-		ret = -errno;
-		close(uffd);
-		return ret;
-	}
-	return uffd;
-}
 
 static int uffd_register(int uffd, void *addr, long len, __u64 mode, __u64 *ioctls)
 {

@@ -64,6 +64,7 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "gmem_util.h"
 
 #define GMEM_DEV		"/dev/guest_memfd"
 #define GMEM_DEBUGFS_DIR	"/sys/kernel/debug/gmem_uffd"
@@ -453,21 +454,6 @@ static void rnd_range_in(long size, long max, long *off, long *len)
 
 /* ---- userfaultfd ---- */
 
-static int uffd_open(void)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int uffd, ret;
-
-	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (uffd < 0)
-		return -errno;
-	if (ioctl(uffd, UFFDIO_API, &api)) {
-		ret = -errno;
-		close(uffd);
-		return ret;
-	}
-	return uffd;
-}
 
 /* Which file and mapping hold @addr. */
 static struct ffile *find_addr(unsigned long addr, struct fmap **map)

@@ -67,6 +67,7 @@
 #include <linux/userfaultfd.h>
 
 #include "kselftest_harness.h"
+#include "gmem_util.h"
 
 #define GMEM_DEV		"/dev/guest_memfd"
 #define GMEM_DEBUGFS_DIR	"/sys/kernel/debug/gmem_uffd"
@@ -187,21 +188,6 @@ static int create_file(int dev, long size)
 	return fd;
 }
 
-static int uffd_open(void)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int uffd, ret;
-
-	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (uffd < 0)
-		return -errno;
-	if (ioctl(uffd, UFFDIO_API, &api)) {
-		ret = -errno;
-		close(uffd);
-		return ret;
-	}
-	return uffd;
-}
 
 static int uffd_register(int uffd, void *addr, long len, __u64 mode)
 {
