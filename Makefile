@@ -13,9 +13,9 @@
 SHELL := /bin/bash
 S := scripts
 
-export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP FORCE FLAVOUR TESTS
+export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP FORCE FLAVOUR TESTS ARGS
 
-.PHONY: all run check build toolchain kernel-src kernel-tree kernel-config kernel \
+.PHONY: all run check stress bench build toolchain kernel-src kernel-tree kernel-config kernel \
 	module selftests export-patches check-series lint clean help
 
 all: build
@@ -28,6 +28,12 @@ run:
 
 check:
 	@$(S)/pipeline.sh check
+
+stress:
+	@$(S)/pipeline.sh stress
+
+bench:
+	@$(S)/pipeline.sh bench
 
 build:
 	@$(S)/pipeline.sh build

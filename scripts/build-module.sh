@@ -2,15 +2,23 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build gmem_uffd.ko from src/ against the kernel build in $KOUT, through the
 # top-level Kbuild: make -C $KOUT M=$TOP.  Extra make arguments (CLIPPY=1)
-# are passed through.
+# are passed through.  The debug flavour's module is built in place
+# (src/gmem_uffd.ko, what `make check` and the lint use); other flavours
+# build into the cache (MO=), so that both modules can coexist.
 . "$(dirname "$0")/lib.sh"
 
 [ -f "$KOUT/Module.symvers" ] || die "no kernel build in $KOUT: run 'make kernel' first"
 log=$LOGS/module-build.log
+mo=()
+if [ "$FLAVOUR" != debug ]; then
+	log=$LOGS/module-build-$FLAVOUR.log
+	mkdir -p "$(dirname "$(module_ko)")"
+	mo=(MO="$CACHE/module-$FLAVOUR")
+fi
 cd "$TOP"
-if ! tc make -C "$KOUT" M="$TOP" LLVM=1 -j"$JOBS" "$@" modules >"$log" 2>&1; then
+if ! tc make -C "$KOUT" M="$TOP" "${mo[@]}" LLVM=1 -j"$JOBS" "$@" modules >"$log" 2>&1; then
 	cat "$log" >&2
 	die "module build failed; log: $log"
 fi
 grep -E '^(warning|error)' -A8 "$log" >&2 || true
-say "module: $TOP/src/gmem_uffd.ko"
+say "module: $(module_ko)"

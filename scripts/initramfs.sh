@@ -31,7 +31,7 @@ cp "$plan" "$list.plan"
 	echo "slink /bin/sh /bin/busybox 0777 0 0"
 	echo "file /init $TOP/scripts/guest-init.sh 0755 0 0"
 	echo "file /tests/plan $list.plan 0644 0 0"
-	ko=${MODULE_KO:-$TOP/src/gmem_uffd.ko}
+	ko=${MODULE_KO:-$(module_ko)}
 	[ -f "$ko" ] && echo "file /modules/gmem_uffd.ko $ko 0644 0 0"
 	echo "file /tests/retry-known $TOP/selftests/retry-known.sh 0755 0 0"
 	for f in "$bin"/*; do

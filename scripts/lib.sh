@@ -41,6 +41,15 @@ stage() {
 	say "$name: done ($(( $(date +%s) - s ))s)"
 }
 
+# The module built for $FLAVOUR (scripts/build-module.sh).
+module_ko() {
+	if [ "$FLAVOUR" = debug ]; then
+		echo "$TOP/src/gmem_uffd.ko"
+	else
+		echo "$CACHE/module-$FLAVOUR/src/gmem_uffd.ko"
+	fi
+}
+
 need_root() {
 	[ "$(id -u)" -eq 0 ] || die "$1 needs root (chroot and mounts); run as root or inside a root container"
 }

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # The whole job, one stage at a time, each with a start and an end line:
 #   pipeline.sh build            toolchain, kernel source, tree, config, kernel, module, tests
-#   pipeline.sh check|run        build, then boot QEMU with selftests/<name>.plan
+#   pipeline.sh check|run|stress build, then boot QEMU with selftests/<name>.plan
+#   pipeline.sh bench            the same with the release kernel, then the report
+# A plan may say @ARGS@ where the options given as ARGS=... belong.
 . "$(dirname "$0")/lib.sh"
 
 what=${1:-check}
@@ -38,6 +40,8 @@ build() {
 
 boot() {
 	local plan=$TOP/selftests/$1.plan img=$CACHE/initramfs-$1.cpio
+	sed "s|@ARGS@|${ARGS:-}|g" "$plan" > "$CACHE/$1-args.plan"
+	plan=$CACHE/$1-args.plan
 	if [ -n "${TESTS:-}" ]; then
 		# TESTS=regex: only the plan lines whose group or name matches.
 		awk -v re="$TESTS" '/^#/ || NF == 0 { next } $1 ~ re || $2 ~ re' \
@@ -56,6 +60,12 @@ boot() {
 
 case "$what" in
 build) build ;;
-check|run) build; boot "$what" ;;
-*) die "usage: pipeline.sh build|check|run" ;;
+check|run|stress) build; boot "$what" ;;
+bench)
+	export FLAVOUR=release
+	build
+	boot bench
+	stage "bench report" python3 "$S/bench-report.py" "$LOGS/bench-guest.log" "$LOGS"
+	;;
+*) die "usage: pipeline.sh build|check|run|stress|bench" ;;
 esac
