@@ -47,6 +47,19 @@ if [ -f /modules/gmem_uffd.ko ]; then
 	echo "@@@ END setup insmod rc=$rc"
 fi
 
+# Hold one KVM VM for the whole run (selftests/kvm_hold.c says why).
+hold=
+if [ -c /dev/kvm ] && [ -x /tests/kvm_hold ]; then
+	kvm_hold > /tmp/kvm_hold.out 2>&1 &
+	hold=$!
+	i=0
+	while ! grep -q ready /tmp/kvm_hold.out && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "@@@ GUEST $(cat /tmp/kvm_hold.out)"
+fi
+
 while read -r group name tmo cmd; do
 	case "$group" in ''|'#'*) continue ;; esac
 	echo "@@@ BEGIN $group $name"
@@ -57,6 +70,8 @@ while read -r group name tmo cmd; do
 	echo "@@@ END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
 	sync
 done < /tests/plan
+
+[ -n "$hold" ] && kill "$hold" && wait "$hold" 2>/dev/null
 
 if [ -f /modules/gmem_uffd.ko ]; then
 	echo "@@@ BEGIN setup rmmod"
