@@ -60,16 +60,8 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 
-#define GMEM_DEV		"/dev/guest_memfd"
-#define DEBUGFS_DIR		"/sys/kernel/debug"
-#define GMEM_DEBUGFS_DIR	DEBUGFS_DIR "/gmem_uffd"
-#define MODULE_NAME		"gmem_uffd"
-#define MODULE_REFCNT		"/sys/module/" MODULE_NAME "/refcnt"
+#define MODULE_REFCNT		"/sys/module/" GMEM_MODULE "/refcnt"
 #define GMEM_MAX_SIZE		0x10000000000ULL	/* 1 TiB */
-#define GMEM_SHARED		(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
-#define PUNCH_HOLE		(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
-#define MODE_MISSING		UFFDIO_REGISTER_MODE_MISSING
-#define MODE_MINOR		UFFDIO_REGISTER_MODE_MINOR
 #define MODE_WP			UFFDIO_REGISTER_MODE_WP
 #define UFFD_IOCTL(name)	((__u64)1 << _UFFDIO_##name)
 
@@ -121,24 +113,6 @@ static bool all_zero(const char *buf, long len)
 	return true;
 }
 
-static int open_dev(void)
-{
-	return err_of(open(GMEM_DEV, O_RDWR | O_CLOEXEC));
-}
-
-static int create_gmem_args(int dev, struct kvm_create_guest_memfd *args)
-{
-	return err_of(ioctl(dev, KVM_CREATE_GUEST_MEMFD, args));
-}
-
-/* Create a guest memory file: its fd, or -errno. */
-static int create_gmem(int dev, __u64 size, __u64 flags)
-{
-	struct kvm_create_guest_memfd args = { .size = size, .flags = flags };
-
-	return create_gmem_args(dev, &args);
-}
-
 static long long file_size(int fd)
 {
 	struct stat st;
@@ -148,54 +122,10 @@ static long long file_size(int fd)
 	return st.st_size;
 }
 
-/* Map the first @len bytes of @fd read-write: 0 or -errno. */
-static int map_gmem(int fd, long len, int flags, char **mem)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
-
-	if (p == MAP_FAILED)
-		return -errno;
-	*mem = p;
-	return 0;
-}
-
 /* pread of @len bytes at @off into rbuf: the byte count or -errno. */
 static long read_at(int fd, long len, long off)
 {
 	return err_of(pread(fd, rbuf, len, off));
-}
-
-/* Read a file holding one decimal number and a newline: 0 or -errno. */
-static int read_number(const char *path, unsigned long long *val)
-{
-	char buf[32], *end;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n < 0)
-		n = -errno;
-	close(fd);
-	if (n < 0)
-		return n;
-	buf[n] = '\0';
-	if (n < 2 || buf[n - 1] != '\n' || buf[0] < '0' || buf[0] > '9')
-		return -EINVAL;
-	errno = 0;
-	*val = strtoull(buf, &end, 10);
-	if (errno || end != buf + n - 1)
-		return -EINVAL;
-	return 0;
-}
-
-static bool debugfs_mounted(void)
-{
-	struct statfs sfs;
-
-	return !statfs(DEBUGFS_DIR, &sfs) && sfs.f_type == DEBUGFS_MAGIC;
 }
 
 static unsigned long long counter(struct __test_metadata *_metadata, const char *name)
@@ -252,22 +182,7 @@ static int join_timeout(pthread_t thread, int secs)
 	return pthread_timedjoin_np(thread, NULL, &ts);
 }
 
-/* userfaultfd helpers: each returns 0 (or an fd) or -errno. */
-
-
-static int uffd_register(int uffd, void *addr, long len, __u64 mode, __u64 *ioctls)
-{
-	struct uffdio_register reg = {
-		.range = { .start = (unsigned long)addr, .len = len },
-		.mode = mode,
-	};
-
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
-		return -errno;
-	if (ioctls)
-		*ioctls = reg.ioctls;
-	return 0;
-}
+/* userfaultfd helpers: each returns 0 or -errno. */
 
 static int uffd_unregister(int uffd, void *addr, long len)
 {
@@ -589,8 +504,8 @@ FIXTURE(gmem_dev) {
 FIXTURE_SETUP(gmem_dev)
 {
 	ASSERT_TRUE(pat_a && pat_b && rbuf && tbuf);
-	self->dev = open_dev();
-	ASSERT_LE(0, self->dev) TH_LOG("open %s (is %s loaded?)", GMEM_DEV, MODULE_NAME);
+	self->dev = gmem_open_dev();
+	ASSERT_LE(0, self->dev) TH_LOG("open %s (is %s loaded?)", GMEM_DEV, GMEM_MODULE);
 }
 
 FIXTURE_TEARDOWN(gmem_dev)
@@ -1299,7 +1214,7 @@ TEST_F(gmem_dev, debugfs_minor_events)
 
 static int try_unload(void)
 {
-	return syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK) ? -errno : 0;
+	return syscall(SYS_delete_module, GMEM_MODULE, O_NONBLOCK) ? -errno : 0;
 }
 
 /*
@@ -1318,7 +1233,7 @@ FIXTURE(module_ref) {
 
 FIXTURE_SETUP(module_ref)
 {
-	ASSERT_EQ(0, read_number(MODULE_REFCNT, &self->ref0)) TH_LOG("is %s loaded?", MODULE_NAME);
+	ASSERT_EQ(0, read_number(MODULE_REFCNT, &self->ref0)) TH_LOG("is %s loaded?", GMEM_MODULE);
 }
 
 FIXTURE_TEARDOWN(module_ref)
@@ -1337,7 +1252,7 @@ static void check_module_busy(struct __test_metadata *_metadata, unsigned long l
 	char *mem = NULL;
 	int dev, fd, ret;
 
-	dev = open_dev();
+	dev = gmem_open_dev();
 	ASSERT_LE(0, dev);
 	fd = create_gmem(dev, page_size, GMEM_SHARED);
 	ASSERT_LE(0, fd);

@@ -66,13 +66,6 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 
-#define GMEM_DEV		"/dev/guest_memfd"
-#define GMEM_DEBUGFS_DIR	"/sys/kernel/debug/gmem_uffd"
-#define GMEM_SHARED		(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
-#define PUNCH_HOLE		(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
-#define MODE_MISSING		UFFDIO_REGISTER_MODE_MISSING
-#define MODE_MINOR		UFFDIO_REGISTER_MODE_MINOR
-
 #define MAX_FILES		4
 #define MAPS_PER_FILE		2
 #define MAX_PAGES		64
@@ -177,37 +170,6 @@ static struct fuzz {
 
 /* ---- Helpers ---- */
 
-static unsigned long env_ulong(const char *name, unsigned long def, unsigned long min,
-			       unsigned long max)
-{
-	const char *s = getenv(name);
-	unsigned long v;
-	char *end;
-
-	if (!s || !*s)
-		return def;
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || *end || v < min || v > max) {
-		ksft_print_msg("ignoring %s=%s (want %lu..%lu)\n", name, s, min, max);
-		return def;
-	}
-	return v;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t now_ms(void)
-{
-	return now_us() / 1000;
-}
-
 /* xorshift64* */
 static uint64_t rnd_next(void)
 {
@@ -293,48 +255,18 @@ static int eof_errno(void)
 
 static int create_file(long size)
 {
-	struct kvm_create_guest_memfd args = { .size = size, .flags = GMEM_SHARED };
-	int fd, ret;
-
-	if (!F.memfd) {
-		fd = ioctl(F.dev, KVM_CREATE_GUEST_MEMFD, &args);
-		return fd < 0 ? -errno : fd;
-	}
-	fd = memfd_create("gmem_fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, size) || fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK)) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	return fd;
+	return F.memfd ? create_sealed_memfd("gmem_fuzz", size) :
+			 create_gmem(F.dev, size, GMEM_SHARED);
 }
 
 static bool debugfs_present(void)
 {
-	struct statfs sfs;
-
-	return !F.memfd && !statfs("/sys/kernel/debug", &sfs) && sfs.f_type == DEBUGFS_MAGIC &&
-	       !access(GMEM_DEBUGFS_DIR "/files", R_OK);
+	return !F.memfd && gmem_counters_present();
 }
 
 static long long counter(const char *name)
 {
-	char path[128], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), GMEM_DEBUGFS_DIR "/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return strtoll(buf, NULL, 10);
+	return gmem_counter(name);
 }
 
 /* ---- The model ---- */

@@ -69,11 +69,6 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 
-#define GMEM_DEV		"/dev/guest_memfd"
-#define GMEM_DEBUGFS_DIR	"/sys/kernel/debug/gmem_uffd"
-#define GMEM_SHARED		(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
-#define MODE_BOTH		(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR)
-
 #define RACE_PAGES_DEFAULT	256
 #define RACE_ROUNDS_DEFAULT	10
 #define RACE_READERS		3
@@ -93,32 +88,6 @@ static long page_size;
 static bool use_memfd;
 
 /* ---- Helpers ---- */
-
-static unsigned long env_ulong(const char *name, unsigned long def, unsigned long min,
-			       unsigned long max)
-{
-	const char *s = getenv(name);
-	unsigned long v;
-	char *end;
-
-	if (!s || !*s)
-		return def;
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || *end || v < min || v > max) {
-		ksft_print_msg("ignoring %s=%s (want %lu..%lu)\n", name, s, min, max);
-		return def;
-	}
-	return v;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* xorshift64*: one generator per thread, seeded from the test's seed. */
 static uint64_t rnd_next(uint64_t *s)
@@ -169,34 +138,8 @@ static void shuffle(unsigned int *a, unsigned long n, uint64_t *s)
 /* A guest memory file of @size bytes (or a sealed memfd): the fd or -errno. */
 static int create_file(int dev, long size)
 {
-	struct kvm_create_guest_memfd args = { .size = size, .flags = GMEM_SHARED };
-	int fd;
-
-	if (!use_memfd) {
-		fd = ioctl(dev, KVM_CREATE_GUEST_MEMFD, &args);
-		return fd < 0 ? -errno : fd;
-	}
-	fd = memfd_create("gmem_race", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, size) || fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK)) {
-		int ret = -errno;
-
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
-
-static int uffd_register(int uffd, void *addr, long len, __u64 mode)
-{
-	struct uffdio_register reg = {
-		.range = { .start = (unsigned long)addr, .len = len },
-		.mode = mode,
-	};
-
-	return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+	return use_memfd ? create_sealed_memfd("gmem_race", size) :
+			   create_gmem(dev, size, GMEM_SHARED);
 }
 
 /*
@@ -233,29 +176,13 @@ static int uffd_continue_page(int uffd, void *page, unsigned long *eexist,
 
 static bool debugfs_present(void)
 {
-	struct statfs sfs;
-
-	return !use_memfd && !statfs("/sys/kernel/debug", &sfs) && sfs.f_type == DEBUGFS_MAGIC &&
-	       !access(GMEM_DEBUGFS_DIR "/files", R_OK);
+	return !use_memfd && gmem_counters_present();
 }
 
 /* A debugfs counter of gmem_uffd, or -1 when it cannot be read. */
 static long long counter(const char *name)
 {
-	char path[128], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), GMEM_DEBUGFS_DIR "/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return strtoll(buf, NULL, 10);
+	return gmem_counter(name);
 }
 
 /*
@@ -715,7 +642,8 @@ TEST_F_TIMEOUT(race, populate_vs_faults, 600)
 		ASSERT_NE(MAP_FAILED, r->base) TH_LOG("mmap: %s", strerror(errno));
 		r->uffd = uffd_open();
 		ASSERT_LE(0, r->uffd) TH_LOG("userfaultfd: %s", strerror(-r->uffd));
-		ASSERT_EQ(0, uffd_register(r->uffd, r->base, pages * page_size, MODE_BOTH));
+		ASSERT_EQ(0, uffd_register(r->uffd, r->base, pages * page_size, MODE_BOTH,
+					       NULL));
 
 		/* Reader 0 descends, 1 and 2 go in random orders, 2 with write faults. */
 		for (i = 0; i < RACE_READERS; i++) {
@@ -1157,7 +1085,8 @@ TEST_F_TIMEOUT(race, partial_write_order, 600)
 		ASSERT_NE(MAP_FAILED, r->base) TH_LOG("mmap: %s", strerror(errno));
 		r->uffd = uffd_open();
 		ASSERT_LE(0, r->uffd) TH_LOG("userfaultfd: %s", strerror(-r->uffd));
-		ASSERT_EQ(0, uffd_register(r->uffd, r->base, pages * page_size, MODE_BOTH));
+		ASSERT_EQ(0, uffd_register(r->uffd, r->base, pages * page_size, MODE_BOTH,
+					       NULL));
 
 		memset(joined, 0, sizeof(joined));
 		ASSERT_EQ(0, pthread_create(&threads[0], NULL, pw_handler_fn, r));
