@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Guest memory: a guest_memfd file from /dev/guest_memfd (gmem_uffd.ko),
+//! or a memfd (shmem) for comparison, mapped MAP_SHARED.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use kvm_bindings::{kvm_create_guest_memfd, KVMIO};
+use vmm_sys_util::ioctl::ioctl_with_ref;
+use vmm_sys_util::ioctl_iowr_nr;
+
+pub const PAGE_SIZE: usize = 4096;
+
+// <linux/kvm.h> of 6.18+; kvm-bindings 0.14 does not have them yet.
+pub const GUEST_MEMFD_FLAG_MMAP: u64 = 1 << 0;
+pub const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = 1 << 1;
+
+// KVM's own ioctl, issued on /dev/guest_memfd instead of on a VM.
+ioctl_iowr_nr!(KVM_CREATE_GUEST_MEMFD, KVMIO, 0xd4, kvm_create_guest_memfd);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// guest_memfd from /dev/guest_memfd.
+    Gmem,
+    /// memfd_create() (shmem), for comparison.
+    Memfd,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "gmem" => Some(Backend::Gmem),
+            "memfd" | "shmem" => Some(Backend::Memfd),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gmem => "gmem",
+            Backend::Memfd => "memfd",
+        }
+    }
+}
+
+/// A file of guest memory and its shared mapping.
+pub struct GuestMemory {
+    pub file: File,
+    pub addr: *mut u8,
+    pub size: usize,
+}
+
+// The mapping is shared by design: the vCPU thread (through KVM), the uffd
+// handler thread and the main thread all use it.
+unsafe impl Send for GuestMemory {}
+unsafe impl Sync for GuestMemory {}
+
+fn last_err(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// `ioctl(open("/dev/guest_memfd"), KVM_CREATE_GUEST_MEMFD, {size, MMAP |
+/// INIT_SHARED})`: a new guest_memfd file of `size` bytes.
+pub fn create_gmem(size: usize) -> io::Result<File> {
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/guest_memfd")
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("open /dev/guest_memfd: {e} (is gmem_uffd.ko loaded?)"),
+            )
+        })?;
+    let args = kvm_create_guest_memfd {
+        size: size as u64,
+        flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        ..Default::default()
+    };
+    // SAFETY: the ioctl reads `args` and returns a new file descriptor.
+    let fd = unsafe { ioctl_with_ref(&dev, KVM_CREATE_GUEST_MEMFD(), &args) };
+    if fd < 0 {
+        return Err(last_err("KVM_CREATE_GUEST_MEMFD"));
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `memfd_create()` + `ftruncate()`: shmem of `size` bytes.
+pub fn create_memfd(size: usize) -> io::Result<File> {
+    // SAFETY: a plain system call with a NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"gmem-vmm".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(last_err("memfd_create"));
+    }
+    // SAFETY: a new descriptor we own.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.set_len(size as u64)?;
+    Ok(file)
+}
+
+/// mmap(fd, size, MAP_SHARED).
+pub fn map_shared(fd: RawFd, size: usize, prot: i32) -> io::Result<*mut u8> {
+    // SAFETY: a new mapping, not aliasing any Rust object.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), size, prot, libc::MAP_SHARED, fd, 0) };
+    if addr == libc::MAP_FAILED {
+        return Err(last_err("mmap"));
+    }
+    Ok(addr.cast())
+}
+
+impl GuestMemory {
+    pub fn new(backend: Backend, size: usize) -> io::Result<GuestMemory> {
+        let file = match backend {
+            Backend::Gmem => create_gmem(size)?,
+            Backend::Memfd => create_memfd(size)?,
+        };
+        let addr = map_shared(file.as_raw_fd(), size, libc::PROT_READ | libc::PROT_WRITE)?;
+        Ok(GuestMemory { file, addr, size })
+    }
+
+    /// The guest memory, for the VMM to write before the guest runs
+    /// (record: no userfaultfd is registered).
+    ///
+    /// # Safety
+    /// No vCPU may run on this memory meanwhile.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        std::slice::from_raw_parts_mut(self.addr, self.size)
+    }
+
+    /// The guest memory, for the VMM to read (record: saving it).
+    ///
+    /// # Safety
+    /// No vCPU may run on this memory meanwhile.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        std::slice::from_raw_parts(self.addr, self.size)
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; nothing refers to it any more.
+        unsafe { libc::munmap(self.addr.cast(), self.size) };
+    }
+}
