@@ -41,8 +41,16 @@ def parse_test(group, name, lines, rc, res):
     plan = None
     seen = 0
     failed = 0
+    suites = set()
     for raw in lines:
         line = raw.strip()
+        # KTAP (KUnit): "# Subtest: SUITE" opens a suite whose own plan
+        # counts its test cases; its closing "ok N SUITE" line is not a test.
+        m = re.match(r"^# Subtest: (\S+)", line)
+        if m:
+            suites.add(m.group(1))
+            plan = None
+            continue
         m = PLAN_RE.match(line)
         if m and plan is None:
             plan = int(m.group(1))
@@ -50,8 +58,13 @@ def parse_test(group, name, lines, rc, res):
         m = TAP_RE.match(line)
         if not m:
             continue
-        seen += 1
         verdict, _, desc, _, directive, reason = m.groups()
+        if desc in suites:
+            if verdict != "ok" and failed == 0:
+                failed += 1
+                res.add(group, f"{name}: suite {desc}", "fail")
+            continue
+        seen += 1
         desc = desc or reason or f"#{m.group(2)}"
         directive = (directive or "").upper()
         if directive == "SKIP":

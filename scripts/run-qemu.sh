@@ -5,7 +5,8 @@
 #   run-qemu.sh NAME INITRAMFS
 # TCG (-accel tcg -cpu max,la57=off) unless the host CPU shows vmx/svm and
 # /dev/kvm is usable; ACCEL=tcg|kvm overrides.  BZIMAGE overrides the kernel.
-# QEMU_TIMEOUT bounds the whole run.
+# QEMU_TIMEOUT bounds the whole run.  QEMU_NUMA nodes (default 2) share the
+# memory and the vCPUs, so that NUMA placement can be tested.
 . "$(dirname "$0")/lib.sh"
 
 name=$1 initrd=$2
@@ -20,18 +21,42 @@ kvm) aopts=(-accel kvm -cpu host) ;;
 # la57=off: see "The early-boot KASAN report" in Documentation/testing.rst.
 *) aopts=(-accel tcg -cpu max,la57=off) ;;
 esac
+smp=${QEMU_SMP:-2}
+mem=${QEMU_MEM:-4G}
+case "$mem" in
+*G) mem_mb=$(( ${mem%G} * 1024 )) ;;
+*M) mem_mb=${mem%M} ;;
+*) mem_mb=$mem ;;
+esac
+nodes=${QEMU_NUMA:-2}
+topo=(-m "${mem_mb}M" -smp "$smp")
+if [ "$nodes" -gt 1 ]; then
+	[ $(( smp % nodes )) -eq 0 ] || die "QEMU_SMP=$smp is not a multiple of QEMU_NUMA=$nodes"
+	per_mb=$(( mem_mb / nodes )) per_cpu=$(( smp / nodes ))
+	# A socket per node: vCPUs of one socket share a cache, and the kernel
+	# warns when cache siblings sit on different nodes.
+	topo=(-m "$(( per_mb * nodes ))M" -smp "$smp,sockets=$nodes,cores=$per_cpu,threads=1")
+	for ((n = 0; n < nodes; n++)); do
+		first=$(( n * per_cpu )) last=$(( (n + 1) * per_cpu - 1 ))
+		topo+=(-object "memory-backend-ram,id=mem$n,size=${per_mb}M"
+		       -numa "node,nodeid=$n,cpus=$first-$last,memdev=mem$n")
+	done
+fi
 log=$LOGS/$name-guest.log
-say "qemu: booting ($accel, ${QEMU_SMP:-2} vCPUs, ${QEMU_MEM:-4G}); serial log: $log"
+say "qemu: booting ($accel, $smp vCPUs, ${mem_mb} MiB, $nodes NUMA nodes); serial log: $log"
 # No "quiet": the boot is logged on the serial console, so a boot that
 # hangs shows where; /init lowers the console level before the tests.
 cmdline="console=ttyS0 panic=-1 log_buf_len=16M"
-cmdline="$cmdline kmemleak=on HUGEPAGES=${HUGEPAGES:-64} ${GUEST_CMDLINE:-}"
+cmdline="$cmdline kmemleak=on HUGEPAGES=${HUGEPAGES:-64}"
+# KUnit at boot: only the doctests of our abstractions (rust/kernel/...),
+# read back by the "kunit" plan lines; a kernel without them ignores this.
+cmdline="$cmdline kunit.filter_glob=${KUNIT_GLOB:-rust_doctests_kernel.rust_doctest_kernel_mm_folio*} ${GUEST_CMDLINE:-}"
 
 # boot: run QEMU in the background, writing the serial log to $log.
 boot() {
 	: > "$log"
 	timeout -k 10 "${QEMU_TIMEOUT:-1800}" qemu-system-x86_64 "${aopts[@]}" \
-		-smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-4G}" -nodefaults -no-reboot \
+		"${topo[@]}" -nodefaults -no-reboot \
 		-display none -monitor none -serial "file:$log" \
 		-kernel "${BZIMAGE:-$KOUT/arch/x86/boot/bzImage}" -initrd "$initrd" \
 		-append "$cmdline" < /dev/null &

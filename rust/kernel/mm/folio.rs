@@ -11,6 +11,35 @@
 //! - [`NewFolio`], a folio just allocated and owned by nobody else: not locked, not in any page
 //!   cache, not mapped.
 //!
+//! # Examples
+//!
+//! A new folio becomes a shared reference, is locked to be filled, and is read back after it
+//! has been marked up to date:
+//!
+//! ```
+//! use kernel::mm::folio::{Folio, NewFolio};
+//! use kernel::page::PAGE_SIZE;
+//! use kernel::sync::aref::ARef;
+//!
+//! let new = NewFolio::alloc(GFP_KERNEL)?;
+//! assert!(!new.is_charged());
+//! new.zero();
+//! let folio: ARef<Folio> = new.into();
+//! assert_eq!(folio.size(), PAGE_SIZE);
+//! assert!(!folio.is_uptodate());
+//!
+//! let locked = Folio::lock(folio);
+//! locked.write_bytes(100, b"gmem")?;
+//! locked.mark_uptodate();
+//! let folio = locked.unlock();
+//! assert!(folio.is_uptodate());
+//!
+//! let mut buf = [0xff_u8; 6];
+//! folio.read_bytes(99, &mut buf)?;
+//! assert_eq!(&buf, b"\0gmem\0");
+//! # Ok::<(), Error>(())
+//! ```
+//!
 //! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
 //! [`include/linux/pagemap.h`](srctree/include/linux/pagemap.h)
 
@@ -133,6 +162,47 @@ impl Folio {
     }
 }
 
+impl Folio {
+    /// Copies `buf.len()` bytes at `offset` of the folio into `buf`.
+    ///
+    /// The range must lie within one page of the folio (`EINVAL` otherwise).  Like
+    /// [`Folio::copy_to_iter`], the folio need not be locked, and a concurrent write may be
+    /// seen in part.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::mm::folio::{Folio, NewFolio};
+    /// use kernel::page::PAGE_SIZE;
+    /// use kernel::sync::aref::ARef;
+    ///
+    /// let new = NewFolio::alloc(GFP_KERNEL)?;
+    /// new.zero();
+    /// let folio: ARef<Folio> = new.into();
+    /// let mut buf = [0xff_u8; 8];
+    /// folio.read_bytes(PAGE_SIZE - 8, &mut buf)?;
+    /// assert_eq!(buf, [0; 8]);
+    /// assert_eq!(folio.read_bytes(PAGE_SIZE - 4, &mut buf), Err(EINVAL));
+    /// assert_eq!(folio.read_bytes(usize::MAX, &mut buf), Err(EINVAL));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result {
+        check_range(self.size(), offset, buf.len())?;
+        if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
+            // `kmap_local_folio` maps one page at a time.
+            return Err(EINVAL);
+        }
+        // SAFETY: The range is within one page of the folio, which our reference keeps alive;
+        // `buf` is valid for writes of its length and does not overlap the folio's mapping.
+        unsafe {
+            let src = bindings::kmap_local_folio(self.as_ptr(), offset).cast::<u8>();
+            core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len());
+            bindings::kunmap_local(src.cast());
+        }
+        Ok(())
+    }
+}
+
 /// A folio reference together with the folio lock.
 ///
 /// Dropping it unlocks the folio and drops the reference.
@@ -222,6 +292,25 @@ impl LockedFolio {
     }
 
     /// Copies `data` into the folio at `offset`.
+    ///
+    /// The range must lie within one page of the folio (`EINVAL` otherwise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::mm::folio::{Folio, NewFolio};
+    /// use kernel::page::PAGE_SIZE;
+    ///
+    /// let locked = Folio::lock(NewFolio::alloc(GFP_KERNEL)?.into());
+    /// locked.write_bytes(PAGE_SIZE - 4, b"last")?;
+    /// assert_eq!(locked.write_bytes(PAGE_SIZE - 2, b"last"), Err(EINVAL));
+    /// locked.zero_range(PAGE_SIZE - 3, 2)?;
+    /// assert_eq!(locked.zero_range(PAGE_SIZE, 1), Err(EINVAL));
+    /// let mut buf = [0_u8; 4];
+    /// locked.read_bytes(PAGE_SIZE - 4, &mut buf)?;
+    /// assert_eq!(&buf, b"l\0\0t");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result {
         check_range(self.size(), offset, data.len())?;
         if offset % PAGE_SIZE + data.len() > PAGE_SIZE {
@@ -342,6 +431,17 @@ impl NewFolio {
     #[inline]
     pub unsafe fn from_raw(ptr: NonNull<bindings::folio>) -> Self {
         Self(ptr)
+    }
+}
+
+impl From<NewFolio> for ARef<Folio> {
+    /// Turns the new folio into a shared reference, for example to lock it with [`Folio::lock`]
+    /// and fill it before it is published.
+    #[inline]
+    fn from(folio: NewFolio) -> Self {
+        // SAFETY: `into_raw` gives us the only reference count on a valid folio, which
+        // `ARef` takes over.
+        unsafe { ARef::from_raw(folio.into_raw().cast()) }
     }
 }
 

@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Memory accounting and placement of gmem_uffd folios.
+ *
+ *  - memcg: a folio that UFFDIO_COPY allocates is charged to the memory
+ *    cgroup of the mm that faulted (the mm the userfaultfd belongs to), not
+ *    to the cgroup of the handler that issued the ioctl.  The faulting
+ *    process runs in one cgroup, the handler in another; memory.current of
+ *    both is compared before and after.  A folio that a zero-fill fault
+ *    allocates is charged to the faulting task too.
+ *  - NUMA: a folio that UFFDIO_COPY or a zero-fill fault allocates follows
+ *    the NUMA policy of the faulting VMA (mbind(MPOL_BIND) to one node); a
+ *    folio that pwrite() allocates follows the writer's task policy
+ *    (set_mempolicy).  The node of each page is read back with
+ *    move_pages(2) in query mode.  Needs a guest with two NUMA nodes
+ *    (scripts/run-qemu.sh makes two); with one node the tests skip.
+ *
+ * Needs cgroup v2 (mounted at CGROUP_DIR if it is not yet) with the memory
+ * controller, and root.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/kvm.h>
+#include <linux/mempolicy.h>
+#include <linux/userfaultfd.h>
+
+#include "kselftest_harness.h"
+#include "gmem_util.h"
+
+#define CGROUP_DIR	"/sys/fs/cgroup"
+#define NPAGES		256		/* 1 MiB of 4 KiB pages */
+#define POLL_TIMEOUT_MS	5000
+
+/* One access to guest memory that the compiler may not elide or merge. */
+#define PEEK(addr)		__atomic_load_n((char *)(addr), __ATOMIC_RELAXED)
+#define POKE(addr, val)		__atomic_store_n((char *)(addr), (val), __ATOMIC_RELAXED)
+
+static long page_size;
+
+static void __attribute__((constructor)) init_globals(void)
+{
+	page_size = sysconf(_SC_PAGESIZE);
+}
+
+/* A GMEM_SHARED file of @size bytes: its fd, or -errno. */
+static int gmem_create(size_t size)
+{
+	int dev = gmem_open_dev(), fd;
+
+	if (dev < 0)
+		return dev;
+	fd = create_gmem(dev, size, GMEM_SHARED);
+	close(dev);
+	return fd;
+}
+
+/* ---- cgroup v2 helpers ---- */
+
+static int write_file(const char *path, const char *val)
+{
+	int fd, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static long long read_ll(const char *path)
+{
+	char buf[64] = "";
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	return atoll(buf);
+}
+
+/* Mount cgroup2 if needed and enable the memory controller for children. */
+static int cgroup_setup(void)
+{
+	char ctrl[256] = "";
+	ssize_t n;
+	int fd;
+
+	if (access(CGROUP_DIR "/cgroup.controllers", F_OK) &&
+	    mount("cgroup2", CGROUP_DIR, "cgroup2", 0, NULL))
+		return -errno;
+	fd = open(CGROUP_DIR "/cgroup.controllers", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, ctrl, sizeof(ctrl) - 1);
+	close(fd);
+	if (n <= 0 || !strstr(ctrl, "memory"))
+		return -ENOENT;
+	return write_file(CGROUP_DIR "/cgroup.subtree_control", "+memory");
+}
+
+static long long cg_current(const char *cg)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), CGROUP_DIR "/%s/memory.current", cg);
+	return read_ll(path);
+}
+
+static int cg_enter(const char *cg)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), CGROUP_DIR "/%s/cgroup.procs", cg);
+	return write_file(path, "0");
+}
+
+/* ---- fd passing ---- */
+
+static int send_fd(int sock, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	char byte = 'u';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -errno;
+}
+
+static int recv_fd(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c;
+	int fd;
+
+	if (recvmsg(sock, &msg, 0) != 1)
+		return -errno ? -errno : -EIO;
+	c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		return -EPROTO;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/*
+ * Serve MISSING faults on uffd with UFFDIO_COPY of a page of 'c' bytes
+ * until n pages are served.  Returns the number served, or -errno.
+ */
+static int serve_copies(int uffd, int n)
+{
+	char *src = malloc(page_size);
+	struct pollfd pfd = { .fd = uffd, .events = POLLIN };
+	struct uffd_msg msg;
+	int served = 0;
+
+	if (!src)
+		return -ENOMEM;
+	memset(src, 'c', page_size);
+	while (served < n) {
+		struct uffdio_copy copy = { 0 };
+
+		if (poll(&pfd, 1, POLL_TIMEOUT_MS) != 1) {
+			served = -ETIMEDOUT;
+			break;
+		}
+		if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) {
+			if (errno == EAGAIN)
+				continue;
+			served = -errno;
+			break;
+		}
+		if (msg.event != UFFD_EVENT_PAGEFAULT) {
+			served = -EPROTO;
+			break;
+		}
+		copy.dst = msg.arg.pagefault.address & ~(page_size - 1);
+		copy.src = (unsigned long)src;
+		copy.len = page_size;
+		if (ioctl(uffd, UFFDIO_COPY, &copy)) {
+			if (errno != EEXIST) {
+				served = -errno;
+				break;
+			}
+		} else {
+			served++;
+		}
+	}
+	free(src);
+	return served;
+}
+
+FIXTURE(memcg)
+{
+	char faulter[32], handler[32];
+};
+
+FIXTURE_SETUP(memcg)
+{
+	int ret = cgroup_setup();
+
+	if (ret)
+		SKIP(return, "no cgroup v2 memory controller: %s", strerror(-ret));
+	snprintf(self->faulter, sizeof(self->faulter), "gmem_f%d", getpid());
+	snprintf(self->handler, sizeof(self->handler), "gmem_h%d", getpid());
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->faulter);
+		ASSERT_EQ(0, mkdir(path, 0755));
+		snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->handler);
+		ASSERT_EQ(0, mkdir(path, 0755));
+	}
+}
+
+FIXTURE_TEARDOWN(memcg)
+{
+	char path[256];
+
+	/* Back to the root cgroup, so that ours can be removed. */
+	write_file(CGROUP_DIR "/cgroup.procs", "0");
+	snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->faulter);
+	rmdir(path);
+	snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->handler);
+	rmdir(path);
+}
+
+/*
+ * The child, in cgroup "faulter", maps the gmem file, registers MISSING and
+ * touches NPAGES pages; the parent, in cgroup "handler", resolves every
+ * fault with UFFDIO_COPY.  The folios are charged to "faulter".  The file
+ * stays open in the parent, so the folios stay charged after the child
+ * exits, and the counters are read then.
+ */
+TEST_F(memcg, copy_charged_to_faulting_mm)
+{
+	size_t size = NPAGES * page_size;
+	long long f0, h0, f1, h1;
+	int sv[2], fd, uffd, status;
+	pid_t pid;
+
+	fd = gmem_create(size);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	ASSERT_EQ(0, cg_enter(self->handler));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *p, go;
+		long i;
+
+		if (cg_enter(self->faulter))
+			_exit(10);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			_exit(11);
+		uffd = uffd_open();
+		if (uffd < 0)
+			_exit(12);
+		if (uffd_register(uffd, p, size, MODE_MISSING, NULL))
+			_exit(13);
+		if (send_fd(sv[1], uffd))
+			_exit(14);
+		/* Wait for the parent to read the counters first. */
+		if (read(sv[1], &go, 1) != 1)
+			_exit(15);
+		for (i = 0; i < NPAGES; i++)
+			if (PEEK(p + i * page_size) != 'c')
+				_exit(16);
+		_exit(0);
+	}
+
+	uffd = recv_fd(sv[0]);
+	ASSERT_LE(0, uffd) TH_LOG("child did not send its uffd");
+	f0 = cg_current(self->faulter);
+	h0 = cg_current(self->handler);
+	ASSERT_LE(0, f0);
+	ASSERT_LE(0, h0);
+	ASSERT_EQ(1, write(sv[0], "g", 1));
+	ASSERT_EQ(NPAGES, serve_copies(uffd, NPAGES));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	f1 = cg_current(self->faulter);
+	h1 = cg_current(self->handler);
+	TH_LOG("faulter %lld -> %lld, handler %lld -> %lld bytes", f0, f1, h0, h1);
+	/* All NPAGES folios in the faulting mm's cgroup... */
+	ASSERT_GE(f1 - f0, (long long)size);
+	/* ... and not in the handler's (slack for its own page tables etc.). */
+	ASSERT_LT(h1 - h0, (long long)size / 4);
+	close(uffd);
+	/* Freeing the file uncharges them. */
+	close(fd);
+	ASSERT_GE(f1 - cg_current(self->faulter), (long long)size * 3 / 4);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A zero-fill fault (no uffd) charges the folio to the faulting task. */
+TEST_F(memcg, zero_fill_fault_charged_to_faulter)
+{
+	size_t size = NPAGES * page_size;
+	long long f0, f1;
+	char *p;
+	int fd, status;
+	pid_t pid;
+	long i;
+
+	fd = gmem_create(size);
+	ASSERT_LE(0, fd);
+	f0 = cg_current(self->faulter);
+	ASSERT_LE(0, f0);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		if (cg_enter(self->faulter))
+			_exit(10);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			_exit(11);
+		for (i = 0; i < NPAGES; i++)
+			POKE(p + i * page_size, 1);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	f1 = cg_current(self->faulter);
+	TH_LOG("faulter %lld -> %lld bytes", f0, f1);
+	ASSERT_GE(f1 - f0, (long long)size);
+	/* Freeing the file uncharges them. */
+	close(fd);
+	ASSERT_GE(f1 - cg_current(self->faulter), (long long)size * 3 / 4);
+}
+
+/* ---- NUMA ---- */
+
+static int num_nodes(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (;;) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
+		if (access(path, F_OK))
+			return n;
+		n++;
+	}
+}
+
+/* The node of the page at addr (move_pages in query mode), or -errno. */
+static int page_node(void *addr)
+{
+	void *pages[1] = { addr };
+	int status[1] = { -1 };
+
+	if (syscall(__NR_move_pages, 0, 1, pages, NULL, status, 0))
+		return -errno;
+	return status[0];
+}
+
+static long bind_to(void *addr, size_t len, int node)
+{
+	unsigned long mask = 1UL << node;
+
+	return syscall(__NR_mbind, addr, len, MPOL_BIND, &mask, sizeof(mask) * 8, 0);
+}
+
+FIXTURE(numa)
+{
+	int fd;
+	size_t size;
+	char *p;
+};
+
+FIXTURE_SETUP(numa)
+{
+	if (num_nodes() < 2)
+		SKIP(return, "needs two NUMA nodes, the system has %d", num_nodes());
+	self->size = 8 * page_size;
+	self->fd = gmem_create(self->size);
+	ASSERT_LE(0, self->fd);
+	self->p = mmap(NULL, self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+	ASSERT_NE(MAP_FAILED, self->p);
+}
+
+FIXTURE_TEARDOWN(numa)
+{
+	if (self->p && self->p != MAP_FAILED)
+		munmap(self->p, self->size);
+	if (self->fd > 0)
+		close(self->fd);
+}
+
+struct fault_arg {
+	char *addr;
+	char seen;
+};
+
+static void *touch(void *arg)
+{
+	struct fault_arg *a = arg;
+
+	a->seen = PEEK(a->addr);
+	return NULL;
+}
+
+/* UFFDIO_COPY places the folio on the node the faulting VMA is bound to. */
+TEST_F(numa, copy_follows_vma_policy)
+{
+	int node;
+
+	for (node = 0; node < 2; node++) {
+		struct fault_arg a = { .addr = self->p + node * page_size };
+		pthread_t t;
+		int uffd;
+
+		ASSERT_EQ(0, bind_to(self->p, self->size, node));
+		uffd = uffd_open();
+		ASSERT_LE(0, uffd);
+		ASSERT_EQ(0, uffd_register(uffd, self->p, self->size, MODE_MISSING, NULL));
+		ASSERT_EQ(0, pthread_create(&t, NULL, touch, &a));
+		ASSERT_EQ(1, serve_copies(uffd, 1));
+		ASSERT_EQ(0, pthread_join(t, NULL));
+		ASSERT_EQ('c', a.seen);
+		ASSERT_EQ(node, page_node(a.addr));
+		close(uffd);
+	}
+}
+
+/* A zero-fill fault allocates on the node of the VMA's policy. */
+TEST_F(numa, zero_fill_follows_vma_policy)
+{
+	int node;
+
+	for (node = 0; node < 2; node++) {
+		char *q = self->p + (2 + node) * page_size;
+
+		ASSERT_EQ(0, bind_to(self->p, self->size, node));
+		ASSERT_EQ(0, PEEK(q));
+		ASSERT_EQ(node, page_node(q));
+	}
+}
+
+/* pwrite() allocates on the node of the writer's task policy. */
+TEST_F(numa, pwrite_follows_task_policy)
+{
+	char *buf = malloc(page_size);
+	int node;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 'w', page_size);
+	for (node = 0; node < 2; node++) {
+		unsigned long mask = 1UL << node;
+		off_t off = (4 + node) * page_size;
+
+		ASSERT_EQ(0, syscall(__NR_set_mempolicy, MPOL_BIND, &mask, sizeof(mask) * 8));
+		ASSERT_EQ(page_size, pwrite(self->fd, buf, page_size, off));
+		ASSERT_EQ(0, syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0));
+		ASSERT_EQ('w', self->p[off]);
+		ASSERT_EQ(node, page_node(self->p + off));
+	}
+	free(buf);
+}
+
+TEST_HARNESS_MAIN
