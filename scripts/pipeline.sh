@@ -17,6 +17,7 @@ prereqs() {
 	command -v file >/dev/null || missing+=(file)
 	command -v xz >/dev/null || missing+=(xz-utils)
 	command -v git >/dev/null || missing+=(git)
+	command -v cargo >/dev/null || die "cargo not found: the VMM demo is built with the host's Rust (rustup, https://rustup.rs)"
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
 		say "prerequisites: installing ${missing[*]} with apt-get"
@@ -36,6 +37,7 @@ build() {
 	stage "kernel build ($FLAVOUR)" "$S/kernel-build.sh"
 	stage module "$S/build-module.sh"
 	stage selftests "$S/build-selftests.sh"
+	stage "vmm demo" "$S/build-vmm.sh"
 }
 
 boot() {
