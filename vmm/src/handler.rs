@@ -46,13 +46,42 @@ impl Mode {
     }
 }
 
+/// Fault injection, to show that the checks catch what they are meant to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// Serve one page with one byte flipped: the guest must see it.
+    Corrupt,
+    /// Punch one page out of the file right after serving it (before
+    /// waking the vCPU), so that it faults and is served again: the
+    /// served-twice check must see it.
+    Twice,
+}
+
+impl Inject {
+    pub fn name(self) -> &'static str {
+        match self {
+            Inject::Corrupt => "corrupt",
+            Inject::Twice => "twice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Inject> {
+        match s {
+            "corrupt" => Some(Inject::Corrupt),
+            "twice" => Some(Inject::Twice),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     /// Fault events read, by kind and access.
     pub missing_faults: u64,
     pub minor_faults: u64,
     pub write_faults: u64,
-    /// Pages this handler populated (UFFDIO_COPY, or pwrite + CONTINUE).
+    /// Distinct pages this handler populated (UFFDIO_COPY, or pwrite +
+    /// CONTINUE).
     pub served: u64,
     /// UFFDIO_COPY/CONTINUE found the page already there (a racing fault
     /// resolved it): woken, not counted as served.
@@ -108,6 +137,8 @@ struct Server {
     mode: Mode,
     served: Vec<bool>,
     stats: Stats,
+    /// The injection and the offset of the page it hits.
+    inject: Option<(Inject, usize)>,
 }
 
 fn errno_of(e: &UffdError) -> Option<i32> {
@@ -122,15 +153,15 @@ fn errno_of(e: &UffdError) -> Option<i32> {
 impl Server {
     /// pwrite() one whole page of the snapshot into the memory file: the
     /// page becomes present (guest_memfd publishes it only complete).
-    fn pwrite_page(&self, off: usize) -> Result<(), String> {
+    fn pwrite_page(&self, src: *const u8, off: usize) -> Result<(), String> {
         let fd: RawFd = self.mem.file.as_raw_fd();
         let mut done = 0;
         while done < PAGE_SIZE {
-            // SAFETY: reads PAGE_SIZE - done bytes inside the snapshot mapping.
+            // SAFETY: reads PAGE_SIZE - done bytes of a page at src.
             let n = unsafe {
                 libc::pwrite(
                     fd,
-                    self.snap.page(off + done).cast(),
+                    src.add(done).cast(),
                     PAGE_SIZE - done,
                     (off + done) as libc::off_t,
                 )
@@ -151,34 +182,47 @@ impl Server {
     /// Ok(false): it was already there (EEXIST), waiters were woken.
     fn serve(&mut self, kind: FaultKind, page: usize, off: usize) -> Result<bool, String> {
         let dst: *mut libc::c_void = page as *mut _;
-        loop {
+        let mut src = self.snap.page(off);
+        let mut wake = true;
+        let mut bad_page;
+        let inject = match self.inject {
+            Some((what, at)) if at == off && !self.served[off / PAGE_SIZE] => Some(what),
+            _ => None,
+        };
+        match inject {
+            Some(Inject::Corrupt) => {
+                // SAFETY: one page of the snapshot mapping.
+                bad_page = unsafe { std::slice::from_raw_parts(src, PAGE_SIZE) }.to_vec();
+                bad_page[PAGE_SIZE / 2] ^= 0x40;
+                src = bad_page.as_ptr();
+            }
+            Some(Inject::Twice) => wake = false,
+            None => {}
+        }
+        let done = loop {
             let r = match (self.mode, kind) {
                 (Mode::Missing, _) => {
+                    // UFFDIO_COPY: allocate the page, copy src into it, map
+                    // it at dst and wake the threads waiting on it.
                     // SAFETY: dst is a page of the registered range, src a
-                    // page of the snapshot mapping.
-                    unsafe {
-                        self.uffd
-                            .copy(self.snap.page(off).cast(), dst, PAGE_SIZE, true)
-                    }
-                    .map(|_| ())
+                    // readable page.
+                    unsafe { self.uffd.copy(src.cast(), dst, PAGE_SIZE, wake) }.map(|_| ())
                 }
                 (Mode::Minor, FaultKind::Missing) => {
-                    self.pwrite_page(off)?;
-                    self.uffd.r#continue(dst, PAGE_SIZE, true).map(|_| ())
+                    // pwrite() makes the page present in the file, then
+                    // UFFDIO_CONTINUE maps it at dst and wakes the waiters.
+                    self.pwrite_page(src, off)?;
+                    self.uffd.r#continue(dst, PAGE_SIZE, wake).map(|_| ())
                 }
+                // Already in the file, not mapped here: just map it.
                 (Mode::Minor, FaultKind::Minor) => {
-                    self.uffd.r#continue(dst, PAGE_SIZE, true).map(|_| ())
+                    self.uffd.r#continue(dst, PAGE_SIZE, wake).map(|_| ())
                 }
             };
             match r {
-                Ok(()) => return Ok(true),
+                Ok(()) => break true,
                 Err(e) => match errno_of(&e) {
-                    Some(libc::EEXIST) => {
-                        self.uffd
-                            .wake(dst, PAGE_SIZE)
-                            .map_err(|e| format!("UFFDIO_WAKE at {page:#x}: {e:?}"))?;
-                        return Ok(false);
-                    }
+                    Some(libc::EEXIST) => break false,
                     // The mapping is changing (or a partial copy of 0
                     // bytes): try again, as the uffd man page says.
                     Some(libc::EAGAIN) => continue,
@@ -191,7 +235,32 @@ impl Server {
                     }
                 },
             }
+        };
+        if done && inject == Some(Inject::Twice) {
+            // SAFETY: a plain system call on our file.
+            let r = unsafe {
+                libc::fallocate(
+                    self.mem.file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off as libc::off_t,
+                    PAGE_SIZE as libc::off_t,
+                )
+            };
+            if r != 0 {
+                return Err(format!(
+                    "inject: punch hole: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
         }
+        if !done || !wake {
+            // EEXIST: the page is there (a racing fault or write put it
+            // there); the faulting thread still waits to be woken.
+            self.uffd
+                .wake(dst, PAGE_SIZE)
+                .map_err(|e| format!("UFFDIO_WAKE at {page:#x}: {e:?}"))?;
+        }
+        Ok(done)
     }
 
     fn event(&mut self, ev: Event) -> Result<(), String> {
@@ -219,8 +288,10 @@ impl Server {
             self.stats.first_twice.get_or_insert(off);
         }
         if self.serve(kind, page, off)? {
-            self.served[idx] = true;
-            self.stats.served += 1;
+            if !self.served[idx] {
+                self.served[idx] = true;
+                self.stats.served += 1;
+            }
         } else {
             self.stats.eexist += 1;
         }
@@ -287,6 +358,7 @@ impl Handler {
         mem: Arc<GuestMemory>,
         snap: Arc<Snapshot>,
         mode: Mode,
+        inject: Option<(Inject, usize)>,
     ) -> Result<Handler, String> {
         let stop = EventFd::new(libc::EFD_CLOEXEC).map_err(|e| format!("eventfd: {e}"))?;
         let stop2 = stop.try_clone().map_err(|e| format!("eventfd dup: {e}"))?;
@@ -298,6 +370,7 @@ impl Handler {
             mode,
             served: vec![false; pages],
             stats: Stats::default(),
+            inject,
         };
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())

@@ -20,7 +20,7 @@ mod vm;
 use std::sync::Arc;
 use std::time::Instant;
 
-use handler::{Handler, Mode};
+use handler::{Handler, Inject, Mode};
 use memory::{Backend, GuestMemory, PAGE_SIZE};
 use snapshot::Snapshot;
 use vm::{Stop, Vm};
@@ -36,7 +36,11 @@ options (a later one wins; lists are comma-separated):
   --backend LIST        guest memory: gmem, memfd (default: demo both, else gmem)
   --snapshot PATH       snapshot file (default /tmp/gmem-vmm.snap)
   --seed N              seed of the guest's pattern
-  --keep                demo: keep the snapshot file";
+  --keep                demo: keep the snapshot file
+  --inject corrupt|twice  fault injection, to test the checks: serve one page
+                        corrupted, or punch it out after serving it so that it
+                        is served twice; each restore step then passes only if
+                        the failure is detected";
 
 struct Opts {
     cmd: String,
@@ -46,6 +50,7 @@ struct Opts {
     snapshot: String,
     seed: u64,
     keep: bool,
+    inject: Option<Inject>,
 }
 
 fn parse_list<T>(s: &str, f: fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
@@ -72,6 +77,7 @@ fn parse_args() -> Result<Opts, String> {
         snapshot: "/tmp/gmem-vmm.snap".into(),
         seed: 0x6a09_e667_f3bc_c908,
         keep: false,
+        inject: None,
     };
     let mut first = true;
     while let Some(a) = args.next() {
@@ -86,6 +92,10 @@ fn parse_args() -> Result<Opts, String> {
             "--snapshot" => o.snapshot = val()?,
             "--seed" => o.seed = parse_num(&val()?)?,
             "--keep" => o.keep = true,
+            "--inject" => {
+                let v = val()?;
+                o.inject = Some(Inject::parse(&v).ok_or_else(|| format!("unknown --inject '{v}'"))?)
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -208,13 +218,18 @@ fn memcpy_mib_s(snap: &Snapshot) -> f64 {
 /// Restore: a new VM and a new memory file, registered with userfaultfd in
 /// `mode`; the handler thread serves every fault from the snapshot; the
 /// vCPU resumes from the saved state and verifies all of its memory.
-fn restore(o: &Opts, backend: Backend, mode: Mode) -> Result<String, String> {
+fn restore(
+    o: &Opts,
+    backend: Backend,
+    mode: Mode,
+    inject: Option<(Inject, usize)>,
+) -> Result<String, String> {
     let wall = Instant::now();
     let snap = Arc::new(Snapshot::open(&o.snapshot).map_err(|e| e.to_string())?);
     let size = snap.mem_size;
     let mem = Arc::new(GuestMemory::new(backend, size).map_err(|e| e.to_string())?);
     let uffd = Arc::new(handler::register(&mem, backend, mode)?);
-    let handler = Handler::spawn(uffd, mem.clone(), snap.clone(), mode)?;
+    let handler = Handler::spawn(uffd, mem.clone(), snap.clone(), mode, inject)?;
     let mut vm = Vm::new(&mem)?;
     vm.set_state(&snap.state)?;
 
@@ -281,6 +296,35 @@ fn restore(o: &Opts, backend: Backend, mode: Mode) -> Result<String, String> {
     Ok(format!("restore {name}: guest verified {} MiB", size >> 20))
 }
 
+/// A restore with a fault injected: it must fail, for the reason injected.
+fn restore_injected(
+    o: &Opts,
+    backend: Backend,
+    mode: Mode,
+    what: Inject,
+) -> Result<String, String> {
+    let snap = Snapshot::open(&o.snapshot).map_err(|e| e.to_string())?;
+    // A page in the middle of the data area.
+    let data = snap.mem_size - abi::DATA_START as usize;
+    let off = (abi::DATA_START as usize + data / 2) & !(PAGE_SIZE - 1);
+    drop(snap);
+    let name = format!(
+        "{}/{} with --inject {}",
+        backend.name(),
+        mode.name(),
+        what.name()
+    );
+    let expect = match what {
+        Inject::Corrupt => format!("wrong word at {:#x}", off + PAGE_SIZE / 2),
+        Inject::Twice => format!("served twice, the first at offset {off:#x}"),
+    };
+    match restore(o, backend, mode, Some((what, off))) {
+        Ok(_) => Err(format!("restore {name} at {off:#x} passed")),
+        Err(e) if e.contains(&expect) => Ok(format!("restore {name}: detected ({e})")),
+        Err(e) => Err(format!("restore {name}: failed otherwise: {e}")),
+    }
+}
+
 fn main() {
     let o = match parse_args() {
         Ok(o) => o,
@@ -309,7 +353,10 @@ fn main() {
     if do_restore {
         for &b in &backends {
             for &m in &o.modes {
-                steps.push(Box::new(move || restore(o, b, m)));
+                steps.push(match o.inject {
+                    None => Box::new(move || restore(o, b, m, None)),
+                    Some(what) => Box::new(move || restore_injected(o, b, m, what)),
+                });
             }
         }
     }

@@ -88,6 +88,8 @@ unsafe impl Send for Snapshot {}
 unsafe impl Sync for Snapshot {}
 
 impl Snapshot {
+    // is_multiple_of() is Rust 1.87; Debian trixie's rustc is 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn open(path: &str) -> io::Result<Snapshot> {
         let mut file = File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("open snapshot {path}: {e}")))?;
@@ -112,7 +114,7 @@ impl Snapshot {
             )));
         }
         let len = file.metadata()?.len() as usize;
-        if mem_size == 0 || !mem_size.is_multiple_of(PAGE_SIZE) || len != MEM_OFFSET + mem_size {
+        if mem_size == 0 || mem_size % PAGE_SIZE != 0 || len != MEM_OFFSET + mem_size {
             return Err(bad(format!(
                 "{path}: {len} bytes for {mem_size} bytes of memory"
             )));
