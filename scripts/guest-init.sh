@@ -39,6 +39,13 @@ fail_setup() {
 	echo "@@@ END setup $1 rc=1"
 }
 
+# MemFree before the tests, caches dropped: compared with the value after
+# the module is gone ("leak memfree" below; Documentation/testing.rst).
+sync
+echo 3 > /proc/sys/vm/drop_caches
+cp /proc/meminfo /tmp/meminfo0
+memfree0=$(awk '/^MemFree:/{print $2}' /tmp/meminfo0)
+
 if [ -f /modules/gmem_uffd.ko ]; then
 	echo "@@@ BEGIN setup insmod"
 	insmod /modules/gmem_uffd.ko
@@ -73,6 +80,18 @@ done < /tests/plan
 
 [ -n "$hold" ] && kill "$hold" && wait "$hold" 2>/dev/null
 
+# Every guest memory file and folio is gone once the tests are.
+if [ -d /sys/kernel/debug/gmem_uffd ]; then
+	echo "@@@ BEGIN leak gmem-counters"
+	rc=0
+	for c in files folios missing_events minor_events; do
+		v=$(cat /sys/kernel/debug/gmem_uffd/$c)
+		echo "$c $v"
+		case $c in files|folios) [ "$v" = 0 ] || rc=1 ;; esac
+	done
+	echo "@@@ END leak gmem-counters rc=$rc"
+fi
+
 if [ -f /modules/gmem_uffd.ko ]; then
 	echo "@@@ BEGIN setup rmmod"
 	rmmod gmem_uffd
@@ -80,6 +99,22 @@ if [ -f /modules/gmem_uffd.ko ]; then
 	[ -e /dev/guest_memfd ] && { echo "/dev/guest_memfd still present"; rc=1; }
 	echo "@@@ END setup rmmod rc=$rc"
 fi
+
+# MemFree back within MEMFREE_MARGIN_KB (kernel command line) of its value
+# before the tests; by default MemTotal/32, the bound of KASAN's
+# quarantine of freed objects, plus 16 MiB.
+sync
+echo 3 > /proc/sys/vm/drop_caches
+memfree1=$(awk '/^MemFree:/{print $2}' /proc/meminfo)
+margin=${MEMFREE_MARGIN_KB:-$(awk '/^MemTotal:/{print int($2 / 32) + 16384}' /proc/meminfo)}
+echo "@@@ BEGIN leak memfree"
+echo "MemFree ${memfree0} kB before the tests, ${memfree1} kB after: $((memfree0 - memfree1)) kB less, margin ${margin} kB"
+awk 'NR == FNR { was[$1] = $2; next }
+	/^(Slab|SUnreclaim|KernelStack|PageTables|Percpu|Shmem|AnonPages|Unevictable):/ {
+		printf "  %s %d kB before, %d kB after\n", $1, was[$1], $2 }' /tmp/meminfo0 /proc/meminfo
+rc=0
+[ $((memfree0 - memfree1)) -le "$margin" ] || rc=1
+echo "@@@ END leak memfree rc=$rc"
 
 if [ -w /sys/kernel/debug/kmemleak ]; then
 	echo scan > /sys/kernel/debug/kmemleak

@@ -94,25 +94,6 @@ static long err_of(long ret)
 	return ret < 0 ? -errno : ret;
 }
 
-static void fill(char *buf, long len, unsigned int seed)
-{
-	long i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (char)(seed + i % 251 + 1);
-}
-
-static bool all_zero(const char *buf, long len)
-{
-	long i;
-
-	for (i = 0; i < len; i++) {
-		if (buf[i])
-			return false;
-	}
-	return true;
-}
-
 static long long file_size(int fd)
 {
 	struct stat st;
@@ -165,21 +146,20 @@ static bool access_sigbus(char *p, bool write, char val)
 		return true;
 	}
 	__atomic_store_n(&sigbus_armed, 1, __ATOMIC_SEQ_CST);
+	/*
+	 * A plain load or store (one mov), not a seq_cst store (xchg on x86):
+	 * QEMU's single-threaded TCG emulates xchg as a load, then a store,
+	 * and the fault of the load is a read fault.  The signal fences keep
+	 * the access between the two stores of sigbus_armed.
+	 */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (write)
-		__atomic_store_n(p, val, __ATOMIC_SEQ_CST);
+		__atomic_store_n(p, val, __ATOMIC_RELAXED);
 	else
-		(void)__atomic_load_n(p, __ATOMIC_SEQ_CST);
+		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&sigbus_armed, 0, __ATOMIC_SEQ_CST);
 	return false;
-}
-
-static int join_timeout(pthread_t thread, int secs)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
-	return pthread_timedjoin_np(thread, NULL, &ts);
 }
 
 /* userfaultfd helpers: each returns 0 or -errno. */
