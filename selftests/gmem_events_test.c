@@ -73,25 +73,6 @@ static void __attribute__((constructor)) init_page_size(void)
 	page_size = sysconf(_SC_PAGESIZE);
 }
 
-static void fill(char *buf, long len, unsigned int seed)
-{
-	long i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (char)(seed + i % 251 + 1);
-}
-
-static bool all_zero(const char *buf, long len)
-{
-	long i;
-
-	for (i = 0; i < len; i++) {
-		if (buf[i])
-			return false;
-	}
-	return true;
-}
-
 static void *page_of(const struct uffd_msg *msg)
 {
 	return (void *)(unsigned long)(msg->arg.pagefault.address & ~((__u64)page_size - 1));
@@ -235,15 +216,6 @@ static int toucher_start(struct toucher *t, char *addr, bool write, char val)
 static bool toucher_done(struct toucher *t)
 {
 	return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
-}
-
-static int join_timeout(pthread_t thread, int secs)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
-	return pthread_timedjoin_np(thread, NULL, &ts);
 }
 
 static int toucher_join(struct toucher *t)

@@ -170,18 +170,15 @@ static struct fuzz {
 
 /* ---- Helpers ---- */
 
-/* xorshift64* */
-static uint64_t rnd_next(void)
+/* xorshift64* (gmem_util.h) on the fuzzer's one state */
+static uint64_t fz_rnd_next(void)
 {
-	F.rs ^= F.rs >> 12;
-	F.rs ^= F.rs << 25;
-	F.rs ^= F.rs >> 27;
-	return F.rs * 0x2545f4914f6cdd1dULL;
+	return rnd_next(&F.rs);
 }
 
 static long rnd(long n)
 {
-	return n > 0 ? (long)(rnd_next() % (uint64_t)n) : 0;
+	return n > 0 ? (long)(fz_rnd_next() % (uint64_t)n) : 0;
 }
 
 /* Random bytes, a word at a time (the fuzzer's own time counts under TCG). */
@@ -191,11 +188,11 @@ static void rnd_fill(unsigned char *buf, long len)
 	long i;
 
 	for (i = 0; i + 8 <= len; i += 8) {
-		v = rnd_next();
+		v = fz_rnd_next();
 		memcpy(buf + i, &v, 8);
 	}
 	if (i < len) {
-		v = rnd_next();
+		v = fz_rnd_next();
 		memcpy(buf + i, &v, len - i);
 	}
 }

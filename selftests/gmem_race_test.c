@@ -89,25 +89,11 @@ static bool use_memfd;
 
 /* ---- Helpers ---- */
 
-/* xorshift64*: one generator per thread, seeded from the test's seed. */
-static uint64_t rnd_next(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 0x2545f4914f6cdd1dULL;
-}
-
 static uint64_t rnd_seed(uint64_t seed, uint64_t stream)
 {
 	uint64_t s = seed ^ (stream + 1) * 0x9e3779b97f4a7c15ULL;
 
 	return s ? s : 1;
-}
-
-static unsigned long rnd_below(uint64_t *s, unsigned long n)
-{
-	return n ? rnd_next(s) % n : 0;
 }
 
 /* A short busy wait of a random length, 0 to 2^16 loops, spread over scales. */

@@ -134,19 +134,6 @@ static struct {
 	char msg[512];
 } S;
 
-static uint64_t rnd_next(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 0x2545f4914f6cdd1dULL;
-}
-
-static unsigned long rnd_below(uint64_t *s, unsigned long n)
-{
-	return n ? rnd_next(s) % n : 0;
-}
-
 static uint64_t mix(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ULL;
@@ -527,15 +514,6 @@ static void *worker_fn(void *arg)
 		run_op(w, i, rnd_below(&w->rs, S.pages));
 	}
 	return NULL;
-}
-
-static int join_timeout(pthread_t thread, int secs)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += secs;
-	return pthread_timedjoin_np(thread, NULL, &ts);
 }
 
 /* Exit at once with the message and what each worker is doing. */

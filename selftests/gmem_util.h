@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -220,6 +221,50 @@ static inline uint64_t now_us(void)
 static inline uint64_t now_ms(void)
 {
 	return now_us() / 1000;
+}
+
+/* A byte pattern of @seed over @len bytes. */
+static inline void fill(char *buf, long len, unsigned int seed)
+{
+	long i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (char)(seed + i % 251 + 1);
+}
+
+static inline bool all_zero(const char *buf, long len)
+{
+	long i;
+
+	for (i = 0; i < len; i++) {
+		if (buf[i])
+			return false;
+	}
+	return true;
+}
+
+/* pthread_join() bounded by @secs seconds: 0 or ETIMEDOUT. */
+static inline int join_timeout(pthread_t thread, int secs)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	return pthread_timedjoin_np(thread, NULL, &ts);
+}
+
+/* xorshift64*: the next number of the generator whose state is *@s (never 0). */
+static inline uint64_t rnd_next(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dULL;
+}
+
+static inline unsigned long rnd_below(uint64_t *s, unsigned long n)
+{
+	return n ? rnd_next(s) % n : 0;
 }
 
 #endif /* GMEM_UTIL_H */
