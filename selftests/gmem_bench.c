@@ -1,0 +1,851 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gmem_bench: fault-service and population rates of gmem_uffd guest memory
+ * files against shmem (memfd), anonymous memory and KVM's own guest_memfd,
+ * measured side by side in one boot ("make bench", selftests/bench.plan).
+ *
+ *   gmem_bench [-r ROUNDS] [-s MIB] [-t THREADS] [-c CHUNK_KIB] [-U] [-p] TEST
+ *
+ * TEST is one of
+ *   first-touch  write one word in every page of a fresh mapping, no uffd:
+ *                gmem, kvm_gmem (KVM_CREATE_GUEST_MEMFD on a VM), memfd
+ *   missing      uffd MISSING, one handler thread resolving every fault
+ *                with a 4 KiB UFFDIO_COPY, THREADS faulting threads
+ *                reading one word per page: gmem, memfd, anon
+ *   minor        the file is filled with pwrite first (not timed), then
+ *                uffd MINOR + UFFDIO_CONTINUE as above: gmem, memfd
+ *   pwrite       fill a fresh file with pwrite() calls of CHUNK_KIB each:
+ *                gmem, memfd
+ *
+ * Each round measures every variant once, in a fixed order (A B C A B C
+ * ...), each on a fresh file of MIB MiB; round 0 is a warm-up.  Output,
+ * one line each, parsed by scripts/bench-report.py:
+ *   BENCH_TEST test=T unit=U variants=A,B,.. size_mib=N threads=N rounds=N
+ *   BENCH test=T variant=V round=N value=X unit=U secs=S
+ *   BENCH_SKIP test=T variant=V reason=...
+ *   PROFILE test=T variant=V rank=N pct=P samples=N sym=S   (with -p)
+ *   LATENCY test=T variant=V calls=N p50_us=.. p90_us=.. p99_us=.. max_us=..
+ *                (with -p, pwrite only: the calls of the last round)
+ * With -p the BENCH lines are printed as PROF_BENCH...: the sampling slows
+ * the rounds down, so they are not results.
+ * Every uffd-resolved page is read back and checked against the data the
+ * handler supplied, every pwrite is checked with pread at a few offsets: a
+ * wrong result is an error (exit 1).  No timing is judged here; a variant
+ * that cannot run (no KVM in the guest) is reported with BENCH_SKIP and
+ * the program exits 4 after measuring the others.
+ *
+ * Every thread is pinned to CPU 0 (see pin_self()); -U leaves them
+ * unpinned.
+ *
+ * -p samples the CPUs during the measured rounds (perf_event_open, a
+ * software cpu-clock event on every CPU, kernel symbols from
+ * /proc/kallsyms) and prints the most frequent symbols per variant: perf
+ * itself is not in the guest and the hardware counters do not count under
+ * TCG.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/kvm.h>
+#include <linux/perf_event.h>
+#include <linux/userfaultfd.h>
+
+#include "kselftest.h"	/* __printf, __noreturn, KSFT_SKIP */
+#include "gmem_util.h"
+
+#define GMEM_DEV	"/dev/guest_memfd"
+#define KVM_DEV		"/dev/kvm"
+#define GMEM_SHARED	(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+#define SRC_BYTES	(2UL << 20)	/* the data source, >= the largest chunk */
+#define MAGIC		0x676d656d62656e63ULL
+#define MAX_THREADS	64
+#define MAX_VARIANTS	3
+
+enum kind { K_GMEM, K_KVM, K_MEMFD, K_ANON };
+static const char *const kind_name[] = { "gmem", "kvm_gmem", "memfd", "anon" };
+
+static long psize;
+static char *src;		/* SRC_BYTES of pattern */
+static int gmem_dev = -1;	/* /dev/guest_memfd */
+static int kvm_vm = -1;		/* one VM for the whole run, never one a round */
+static const char *test_name = "?";
+
+static void __noreturn __printf(1, 2) die(const char *fmt, ...)
+{
+	va_list ap;
+	int err = errno;
+
+	printf("BENCH_ERROR test=%s ", test_name);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf(" (errno %d: %s)\n", err, strerror(err));
+	fflush(stdout);
+	exit(1);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The first word of page p of the data: what every check expects. */
+static uint64_t pattern(unsigned long p)
+{
+	return MAGIC ^ (p % (SRC_BYTES / psize));
+}
+
+static void src_init(void)
+{
+	unsigned long p, i;
+
+	src = mmap(NULL, SRC_BYTES, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (src == MAP_FAILED)
+		die("mmap of the source buffer");
+	for (p = 0; p < SRC_BYTES / psize; p++) {
+		uint64_t *w = (uint64_t *)(src + p * psize);
+
+		for (i = 0; i < psize / sizeof(*w); i++)
+			w[i] = pattern(p) + i;
+	}
+}
+
+/* ---- Memory of each kind ---- */
+
+static const char *kvm_open(void)
+{
+	int kvm, flags;
+
+	kvm = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return "no /dev/kvm (KVM not available in this guest)";
+	kvm_vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	close(kvm);
+	if (kvm_vm < 0)
+		return "KVM_CREATE_VM failed";
+	flags = ioctl(kvm_vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
+	if (flags < 0 || (flags & GMEM_SHARED) != GMEM_SHARED) {
+		close(kvm_vm);
+		kvm_vm = -1;
+		return "the VM's guest_memfd lacks MMAP|INIT_SHARED";
+	}
+	return NULL;
+}
+
+static int mem_create(enum kind k, size_t size)
+{
+	struct kvm_create_guest_memfd args = { .size = size, .flags = GMEM_SHARED };
+	int fd = -1;
+
+	switch (k) {
+	case K_GMEM:
+		fd = ioctl(gmem_dev, KVM_CREATE_GUEST_MEMFD, &args);
+		break;
+	case K_KVM:
+		fd = ioctl(kvm_vm, KVM_CREATE_GUEST_MEMFD, &args);
+		break;
+	case K_MEMFD:
+		fd = memfd_create("bench", MFD_CLOEXEC);
+		if (fd >= 0 && ftruncate(fd, size))
+			die("ftruncate of a memfd to %zu", size);
+		break;
+	case K_ANON:
+		return -1;
+	}
+	if (fd < 0)
+		die("creating a %s file of %zu bytes", kind_name[k], size);
+	return fd;
+}
+
+static char *mem_map(enum kind k, int fd, size_t size)
+{
+	char *p;
+
+	if (k == K_ANON)
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	else
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap of %zu bytes of %s", size, kind_name[k]);
+	return p;
+}
+
+static void mem_free(int fd, char *p, size_t size)
+{
+	if (p && munmap(p, size))
+		die("munmap");
+	if (fd >= 0 && close(fd))
+		die("close");
+}
+
+/* ---- Where the threads run ---- */
+
+/*
+ * Under TCG every vCPU is a host thread, and on a loaded host a wake-up
+ * that crosses vCPUs (an IPI to a halted vCPU, a host thread to schedule)
+ * costs milliseconds of host scheduling: more than the whole kernel work of
+ * a userfault, and the same for every variant, so it would swamp what is
+ * measured.  By default every thread of a benchmark (the faulting threads,
+ * the uffd handler, the single-threaded loops) is pinned to CPU 0: a
+ * userfault round trip is then two context switches on one vCPU, and the
+ * rates compare the kernel's work.  -U leaves the threads unpinned.
+ */
+static bool pin = true;
+
+static void pin_self(void)
+{
+	cpu_set_t set;
+
+	if (!pin)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("sched_setaffinity to CPU 0");
+}
+
+/* ---- The profiler (-p) ---- */
+
+struct sym {
+	uint64_t addr;
+	char *name;
+};
+
+struct hist {
+	char *name;
+	long n;
+};
+
+static struct {
+	bool on;
+	int ncpu;
+	int fd[256];
+	struct perf_event_mmap_page *ring[256];
+	size_t ring_bytes;
+	struct sym *syms;
+	size_t nsyms;
+	struct hist *h[MAX_VARIANTS];
+	size_t nh[MAX_VARIANTS];
+	long total[MAX_VARIANTS];
+} prof;
+
+#define RING_PAGES	1024	/* per CPU, a power of two */
+#define SAMPLE_HZ	10000
+
+static int sym_cmp(const void *a, const void *b)
+{
+	const struct sym *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static void kallsyms_load(void)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char line[512], name[256], mod[256], type;
+	unsigned long long addr;
+	size_t cap = 0;
+
+	if (!f)
+		die("/proc/kallsyms");
+	while (fgets(line, sizeof(line), f)) {
+		int n = sscanf(line, "%llx %c %255s %255s", &addr, &type, name, mod);
+
+		if (n < 3 || !addr || (type != 't' && type != 'T'))
+			continue;
+		if (prof.nsyms == cap) {
+			cap = cap ? cap * 2 : 65536;
+			prof.syms = realloc(prof.syms, cap * sizeof(*prof.syms));
+			if (!prof.syms)
+				die("realloc");
+		}
+		if (n == 4)
+			strncat(name, mod, sizeof(name) - strlen(name) - 1);
+		prof.syms[prof.nsyms].addr = addr;
+		prof.syms[prof.nsyms].name = strdup(name);
+		prof.nsyms++;
+	}
+	fclose(f);
+	if (!prof.nsyms)
+		die("no text symbols in /proc/kallsyms (kptr_restrict?)");
+	qsort(prof.syms, prof.nsyms, sizeof(*prof.syms), sym_cmp);
+}
+
+static const char *sym_of(uint64_t ip)
+{
+	size_t lo = 0, hi = prof.nsyms;
+
+	if (ip < 0xffff800000000000ULL)
+		return "[user]";
+	if (ip < prof.syms[0].addr)
+		return "[kernel?]";
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+
+		if (prof.syms[mid].addr <= ip)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return prof.syms[lo].name;
+}
+
+static void prof_init(void)
+{
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof(attr),
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.sample_freq = SAMPLE_HZ,
+		.freq = 1,
+		.sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID,
+		.disabled = 1,
+	};
+	int cpu;
+
+	kallsyms_load();
+	prof.ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (prof.ncpu > 256)
+		prof.ncpu = 256;
+	prof.ring_bytes = (RING_PAGES + 1) * psize;
+	for (cpu = 0; cpu < prof.ncpu; cpu++) {
+		prof.fd[cpu] = syscall(__NR_perf_event_open, &attr, -1, cpu, -1,
+				       PERF_FLAG_FD_CLOEXEC);
+		if (prof.fd[cpu] < 0)
+			die("perf_event_open on cpu %d", cpu);
+		prof.ring[cpu] = mmap(NULL, prof.ring_bytes, PROT_READ | PROT_WRITE,
+				      MAP_SHARED, prof.fd[cpu], 0);
+		if (prof.ring[cpu] == MAP_FAILED)
+			die("mmap of the perf ring of cpu %d", cpu);
+	}
+	prof.on = true;
+}
+
+static void prof_count(int v, const char *name)
+{
+	size_t i;
+
+	prof.total[v]++;
+	for (i = 0; i < prof.nh[v]; i++) {
+		if (prof.h[v][i].name == name) {
+			prof.h[v][i].n++;
+			return;
+		}
+	}
+	prof.h[v] = realloc(prof.h[v], (prof.nh[v] + 1) * sizeof(*prof.h[v]));
+	if (!prof.h[v])
+		die("realloc");
+	prof.h[v][prof.nh[v]].name = (char *)name;
+	prof.h[v][prof.nh[v]].n = 1;
+	prof.nh[v]++;
+}
+
+static void prof_enable(bool on)
+{
+	int cpu;
+
+	if (!prof.on)
+		return;
+	for (cpu = 0; cpu < prof.ncpu; cpu++)
+		if (ioctl(prof.fd[cpu], on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0))
+			die("perf enable/disable");
+}
+
+/* Drain every ring into the histogram of variant v. */
+static void prof_drain(int v)
+{
+	size_t data_bytes = RING_PAGES * psize;
+	int cpu;
+
+	if (!prof.on)
+		return;
+	for (cpu = 0; cpu < prof.ncpu; cpu++) {
+		struct perf_event_mmap_page *m = prof.ring[cpu];
+		char *data = (char *)m + psize;
+		uint64_t head = __atomic_load_n(&m->data_head, __ATOMIC_ACQUIRE);
+		uint64_t tail = m->data_tail;
+
+		while (tail < head) {
+			struct perf_event_header hdr;
+			struct { uint64_t ip; uint32_t pid, tid; } smp;
+			size_t off = tail % data_bytes, i;
+
+			memcpy(&hdr, data + off, sizeof(hdr));
+			if (hdr.type == PERF_RECORD_SAMPLE) {
+				const char *name;
+
+				/* The record may wrap around the end of the ring. */
+				for (i = 0; i < sizeof(smp); i++)
+					((char *)&smp)[i] =
+						data[(off + sizeof(hdr) + i) % data_bytes];
+				name = smp.pid ? sym_of(smp.ip) : "[idle]";
+				prof_count(v, name);
+			} else if (hdr.type == PERF_RECORD_LOST) {
+				prof_count(v, "[lost records]");
+			}
+			tail += hdr.size;
+		}
+		__atomic_store_n(&m->data_tail, tail, __ATOMIC_RELEASE);
+	}
+}
+
+static int hist_cmp(const void *a, const void *b)
+{
+	const struct hist *x = a, *y = b;
+
+	return (y->n > x->n) - (y->n < x->n);
+}
+
+static void prof_report(int v, const char *variant)
+{
+	size_t i;
+
+	if (!prof.on)
+		return;
+	qsort(prof.h[v], prof.nh[v], sizeof(*prof.h[v]), hist_cmp);
+	for (i = 0; i < prof.nh[v] && i < 25; i++)
+		printf("PROFILE test=%s variant=%s rank=%zu pct=%.1f samples=%ld sym=%s\n",
+		       test_name, variant, i + 1,
+		       100.0 * prof.h[v][i].n / prof.total[v], prof.h[v][i].n,
+		       prof.h[v][i].name);
+}
+
+/* ---- The benchmarks: each returns its rate, or dies ---- */
+
+struct params {
+	size_t size;
+	int threads;
+	size_t chunk;
+};
+
+static double first_touch(enum kind k, const struct params *pr, double *secs)
+{
+	int fd = mem_create(k, pr->size);
+	char *p = mem_map(k, fd, pr->size);
+	double t0, t1;
+	size_t off;
+
+	t0 = now();
+	for (off = 0; off < pr->size; off += psize)
+		__atomic_store_n((uint64_t *)(p + off), off, __ATOMIC_RELAXED);
+	t1 = now();
+	for (off = 0; off < pr->size; off += 97 * psize)
+		if (__atomic_load_n((uint64_t *)(p + off), __ATOMIC_RELAXED) != off)
+			die("%s: page at %zu lost its write", kind_name[k], off);
+	mem_free(fd, p, pr->size);
+	*secs = t1 - t0;
+	return pr->size / psize / *secs;
+}
+
+struct uffd_run {
+	int uffd, stopfd;
+	bool minor;
+	char *base;
+	size_t size;
+	int threads;
+	pthread_barrier_t barrier;
+	long resolved, eexist;
+	int err;		/* errno of a failed ioctl in the handler */
+	const char *what;	/* the failed ioctl */
+	long bad;		/* pages read back wrong */
+};
+
+static void *uffd_handler(void *arg)
+{
+	struct uffd_run *u = arg;
+	struct pollfd pfd[2] = { { u->uffd, POLLIN, 0 }, { u->stopfd, POLLIN, 0 } };
+	struct uffd_msg msg[16];
+
+	pin_self();
+	for (;;) {
+		ssize_t n;
+		int i;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			u->what = "poll";
+			u->err = errno;
+			return NULL;
+		}
+		if (pfd[1].revents)
+			return NULL;
+		n = read(u->uffd, msg, sizeof(msg));
+		if (n < 0) {
+			if (errno == EAGAIN)
+				continue;
+			u->what = "read";
+			u->err = errno;
+			return NULL;
+		}
+		for (i = 0; i < n / (ssize_t)sizeof(msg[0]); i++) {
+			__u64 page = msg[i].arg.pagefault.address & ~(__u64)(psize - 1);
+			__u64 off = page - (__u64)u->base;
+			int ret;
+
+			if (msg[i].event != UFFD_EVENT_PAGEFAULT) {
+				u->what = "unexpected event";
+				u->err = EPROTO;
+				return NULL;
+			}
+			if (u->minor) {
+				struct uffdio_continue c = {
+					.range = { .start = page, .len = psize },
+				};
+
+				ret = ioctl(u->uffd, UFFDIO_CONTINUE, &c);
+			} else {
+				struct uffdio_copy c = {
+					.dst = page,
+					.src = (__u64)(src + off % SRC_BYTES),
+					.len = psize,
+				};
+
+				ret = ioctl(u->uffd, UFFDIO_COPY, &c);
+			}
+			if (ret && errno == EEXIST) {
+				struct uffdio_range r = { .start = page, .len = psize };
+
+				u->eexist++;
+				if (ioctl(u->uffd, UFFDIO_WAKE, &r)) {
+					u->what = "UFFDIO_WAKE";
+					u->err = errno;
+					return NULL;
+				}
+			} else if (ret) {
+				u->what = u->minor ? "UFFDIO_CONTINUE" : "UFFDIO_COPY";
+				u->err = errno;
+				return NULL;
+			}
+			if (!ret)
+				u->resolved++;
+		}
+	}
+}
+
+struct toucher {
+	struct uffd_run *u;
+	int idx;
+	long bad;
+};
+
+/* Read the first word of each page of this thread's slice. */
+static void *uffd_toucher(void *arg)
+{
+	struct toucher *t = arg;
+	struct uffd_run *u = t->u;
+	size_t pages = u->size / psize, per = pages / u->threads;
+	size_t p, first = t->idx * per, last = first + per;
+
+	pin_self();
+	pthread_barrier_wait(&u->barrier);
+	for (p = first; p < last; p++)
+		if (__atomic_load_n((uint64_t *)(u->base + p * psize), __ATOMIC_RELAXED) !=
+		    pattern(p))
+			t->bad++;
+	return NULL;
+}
+
+/*
+ * Latencies of single calls, kept with -p: a rate that is low because a
+ * few calls sleep looks different from one where every call is slow.
+ */
+static double *lat;
+static size_t nlat, lat_cap;
+
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void lat_report(const char *variant)
+{
+	if (!nlat)
+		return;
+	qsort(lat, nlat, sizeof(*lat), dbl_cmp);
+	printf("LATENCY test=%s variant=%s calls=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f\n",
+	       test_name, variant, nlat, lat[nlat / 2] * 1e6, lat[nlat * 9 / 10] * 1e6,
+	       lat[nlat * 99 / 100] * 1e6, lat[nlat - 1] * 1e6);
+	nlat = 0;
+}
+
+static void populate(int fd, size_t size, size_t chunk, bool timed)
+{
+	size_t off;
+
+	for (off = 0; off < size; off += chunk) {
+		double t0 = timed ? now() : 0;
+		ssize_t n = pwrite(fd, src + off % SRC_BYTES, chunk, off);
+
+		if (n != (ssize_t)chunk)
+			die("pwrite of %zu bytes at %zu returned %zd", chunk, off, n);
+		if (timed) {
+			if (nlat == lat_cap) {
+				lat_cap = lat_cap ? 2 * lat_cap : 65536;
+				lat = realloc(lat, lat_cap * sizeof(*lat));
+				if (!lat)
+					die("realloc");
+			}
+			lat[nlat++] = now() - t0;
+		}
+	}
+}
+
+static double uffd_bench(enum kind k, const struct params *pr, bool minor, double *secs)
+{
+	struct uffd_run u = {
+		.minor = minor, .size = pr->size, .threads = pr->threads,
+	};
+	struct uffdio_register reg = {
+		.mode = minor ? UFFDIO_REGISTER_MODE_MINOR : UFFDIO_REGISTER_MODE_MISSING,
+	};
+	struct toucher t[MAX_THREADS];
+	pthread_t handler, th[MAX_THREADS];
+	uint64_t one = 1;
+	double t0, t1;
+	long bad = 0;
+	int fd, i;
+
+	fd = mem_create(k, pr->size);
+	if (minor)
+		populate(fd, pr->size, SRC_BYTES, false);
+	u.base = mem_map(k, fd, pr->size);
+	u.uffd = uffd_open();
+	if (u.uffd < 0) {
+		errno = -u.uffd;
+		die("userfaultfd");
+	}
+	reg.range.start = (__u64)u.base;
+	reg.range.len = pr->size;
+	if (ioctl(u.uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER %s on %s", minor ? "MINOR" : "MISSING", kind_name[k]);
+	u.stopfd = eventfd(0, EFD_CLOEXEC);
+	if (u.stopfd < 0)
+		die("eventfd");
+	pthread_barrier_init(&u.barrier, NULL, pr->threads + 1);
+	if (pthread_create(&handler, NULL, uffd_handler, &u))
+		die("pthread_create");
+	for (i = 0; i < pr->threads; i++) {
+		t[i] = (struct toucher){ .u = &u, .idx = i };
+		if (pthread_create(&th[i], NULL, uffd_toucher, &t[i]))
+			die("pthread_create");
+	}
+	pthread_barrier_wait(&u.barrier);
+	t0 = now();
+	for (i = 0; i < pr->threads; i++) {
+		pthread_join(th[i], NULL);
+		bad += t[i].bad;
+	}
+	t1 = now();
+	if (write(u.stopfd, &one, sizeof(one)) != sizeof(one))
+		die("eventfd write");
+	pthread_join(handler, NULL);
+	pthread_barrier_destroy(&u.barrier);
+	if (u.what) {
+		errno = u.err;
+		die("%s: handler: %s failed", kind_name[k], u.what);
+	}
+	if (bad)
+		die("%s: %ld pages read back wrong", kind_name[k], bad);
+	if (u.resolved + u.eexist < (long)(pr->size / psize))
+		die("%s: %ld faults resolved for %zu pages", kind_name[k],
+		    u.resolved + u.eexist, pr->size / psize);
+	close(u.stopfd);
+	close(u.uffd);
+	mem_free(fd, u.base, pr->size);
+	*secs = t1 - t0;
+	return pr->size / psize / *secs;
+}
+
+static double missing(enum kind k, const struct params *pr, double *secs)
+{
+	return uffd_bench(k, pr, false, secs);
+}
+
+static double minor(enum kind k, const struct params *pr, double *secs)
+{
+	return uffd_bench(k, pr, true, secs);
+}
+
+static double pwrite_fill(enum kind k, const struct params *pr, double *secs)
+{
+	static char check[4096];
+	int fd = mem_create(k, pr->size);
+	double t0, t1;
+	size_t off;
+
+	t0 = now();
+	populate(fd, pr->size, pr->chunk, prof.on);
+	t1 = now();
+	for (off = 0; off < pr->size; off += 101 * psize) {
+		if (pread(fd, check, sizeof(check), off) != sizeof(check))
+			die("pread at %zu", off);
+		if (memcmp(check, src + off % SRC_BYTES, sizeof(check)))
+			die("%s: pwrite data at %zu reads back wrong", kind_name[k], off);
+	}
+	mem_free(fd, NULL, pr->size);
+	*secs = t1 - t0;
+	return pr->size / (double)(1 << 20) / *secs;
+}
+
+struct test {
+	const char *name;
+	double (*fn)(enum kind k, const struct params *pr, double *secs);
+	const char *unit;
+	size_t mib;		/* default size */
+	int nvar;
+	enum kind var[MAX_VARIANTS];	/* var[0] is what the others are compared to */
+};
+
+static const struct test tests[] = {
+	{ "first-touch", first_touch, "pages/s", 128, 3, { K_GMEM, K_KVM, K_MEMFD } },
+	{ "missing", missing, "pages/s", 32, 3, { K_GMEM, K_MEMFD, K_ANON } },
+	{ "minor", minor, "pages/s", 32, 2, { K_GMEM, K_MEMFD } },
+	{ "pwrite", pwrite_fill, "MiB/s", 128, 2, { K_GMEM, K_MEMFD } },
+};
+
+static void bad_args(void)
+{
+	fprintf(stderr,
+		"usage: gmem_bench [-r ROUNDS] [-s MIB] [-t THREADS] [-c CHUNK_KIB] [-U] [-p] TEST\n"
+		"TEST: first-touch | missing | minor | pwrite\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct params pr = { .threads = 1, .chunk = 4096 };
+	const struct test *t = NULL;
+	bool skipped[MAX_VARIANTS] = { false };
+	bool profile = false, any_skip = false;
+	char label[64], variants[128] = "";
+	int rounds = 7, opt, r, v;
+	size_t mib = 0, i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	psize = sysconf(_SC_PAGESIZE);
+	while ((opt = getopt(argc, argv, "r:s:t:c:pU")) != -1) {
+		switch (opt) {
+		case 'r':
+			rounds = atoi(optarg);
+			break;
+		case 's':
+			mib = strtoul(optarg, NULL, 0);
+			break;
+		case 't':
+			pr.threads = atoi(optarg);
+			break;
+		case 'c':
+			pr.chunk = strtoul(optarg, NULL, 0) << 10;
+			break;
+		case 'p':
+			profile = true;
+			break;
+		case 'U':
+			pin = false;
+			break;
+		default:
+			bad_args();
+		}
+	}
+	if (optind != argc - 1)
+		bad_args();
+	for (i = 0; i < ARRAY_SIZE(tests); i++)
+		if (!strcmp(argv[optind], tests[i].name))
+			t = &tests[i];
+	if (!t || rounds < 1 || pr.threads < 1 || pr.threads > MAX_THREADS ||
+	    !pr.chunk || pr.chunk > SRC_BYTES || pr.chunk % psize)
+		bad_args();
+	pr.size = (mib ? mib : t->mib) << 20;
+	if (pr.size % (pr.chunk > SRC_BYTES ? pr.chunk : SRC_BYTES) ||
+	    pr.size / psize < (size_t)pr.threads)
+		bad_args();
+
+	/* The name in the report: the test, and the knob that varies. */
+	if (t->fn == missing || t->fn == minor)
+		snprintf(label, sizeof(label), "%s-%dt", t->name, pr.threads);
+	else if (t->fn == pwrite_fill && pr.chunk % (1 << 20) == 0)
+		snprintf(label, sizeof(label), "%s-%zum", t->name, pr.chunk >> 20);
+	else if (t->fn == pwrite_fill)
+		snprintf(label, sizeof(label), "%s-%zuk", t->name, pr.chunk >> 10);
+	else
+		snprintf(label, sizeof(label), "%s", t->name);
+	test_name = label;
+
+	src_init();
+	gmem_dev = open(GMEM_DEV, O_RDWR | O_CLOEXEC);
+	if (gmem_dev < 0)
+		die("open %s (is gmem_uffd loaded?)", GMEM_DEV);
+	for (v = 0; v < t->nvar; v++) {
+		if (t->var[v] == K_KVM) {
+			const char *why = kvm_open();
+
+			if (why) {
+				printf("BENCH_SKIP test=%s variant=%s reason=%s\n",
+				       label, kind_name[K_KVM], why);
+				skipped[v] = any_skip = true;
+			}
+		}
+		if (!skipped[v])
+			snprintf(variants + strlen(variants), sizeof(variants) - strlen(variants),
+				 "%s%s", variants[0] ? "," : "", kind_name[t->var[v]]);
+	}
+	/* Profiled rounds are slowed by the sampling: not for the report. */
+	printf("%sBENCH_TEST test=%s unit=%s variants=%s size_mib=%zu threads=%d chunk_kib=%zu rounds=%d pinned=%d\n",
+	       profile ? "PROF_" : "", label, t->unit, variants, pr.size >> 20, pr.threads, pr.chunk >> 10, rounds,
+	       pin);
+	if (profile)
+		prof_init();
+	pin_self();
+
+	/* Round 0 is the warm-up. */
+	for (r = 0; r <= rounds; r++) {
+		for (v = 0; v < t->nvar; v++) {
+			double val, secs;
+
+			if (skipped[v])
+				continue;
+			if (r > 0)
+				prof_enable(true);
+			val = t->fn(t->var[v], &pr, &secs);
+			if (r > 0) {
+				prof_enable(false);
+				prof_drain(v);
+			}
+			if (r == rounds)
+				lat_report(kind_name[t->var[v]]);
+			nlat = 0;
+			printf("%sBENCH test=%s variant=%s round=%d value=%.1f unit=%s secs=%.4f%s\n",
+			       profile ? "PROF_" : "", label, kind_name[t->var[v]], r, val, t->unit, secs,
+			       r ? "" : " warmup=1");
+		}
+	}
+	for (v = 0; v < t->nvar; v++)
+		if (!skipped[v])
+			prof_report(v, kind_name[t->var[v]]);
+	if (kvm_vm >= 0)
+		close(kvm_vm);
+	close(gmem_dev);
+	return any_skip ? KSFT_SKIP : 0;
+}
