@@ -9,6 +9,7 @@
 //! there, and both look the same here.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -139,6 +140,8 @@ struct Server {
     stats: Stats,
     /// The injection and the offset of the page it hits.
     inject: Option<(Inject, usize)>,
+    /// Fault events read so far, for the main thread to look at.
+    events: Arc<AtomicU64>,
 }
 
 fn errno_of(e: &UffdError) -> Option<i32> {
@@ -268,6 +271,7 @@ impl Server {
             return Err(format!("unexpected userfaultfd event {ev:?}"));
         };
         let t = Instant::now();
+        self.events.fetch_add(1, Ordering::Relaxed);
         match kind {
             FaultKind::Missing => self.stats.missing_faults += 1,
             FaultKind::Minor => self.stats.minor_faults += 1,
@@ -346,6 +350,7 @@ impl Server {
 /// The handler thread of one restore.
 pub struct Handler {
     stop: EventFd,
+    events: Arc<AtomicU64>,
     thread: JoinHandle<Result<Stats, String>>,
 }
 
@@ -363,6 +368,7 @@ impl Handler {
         let stop = EventFd::new(libc::EFD_CLOEXEC).map_err(|e| format!("eventfd: {e}"))?;
         let stop2 = stop.try_clone().map_err(|e| format!("eventfd dup: {e}"))?;
         let pages = mem.size / PAGE_SIZE;
+        let events = Arc::new(AtomicU64::new(0));
         let server = Server {
             uffd,
             mem,
@@ -371,6 +377,7 @@ impl Handler {
             served: vec![false; pages],
             stats: Stats::default(),
             inject,
+            events: events.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())
@@ -384,7 +391,16 @@ impl Handler {
                 r
             })
             .map_err(|e| format!("spawn handler: {e}"))?;
-        Ok(Handler { stop, thread })
+        Ok(Handler {
+            stop,
+            events,
+            thread,
+        })
+    }
+
+    /// Fault events served so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
     }
 
     /// Stop the thread (after the vCPU is done) and return its counters.
