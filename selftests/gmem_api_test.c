@@ -259,22 +259,13 @@ static int resolve_pwrite_continue(struct uffd_handler *h, const struct uffd_msg
 static void *uffd_handler_fn(void *arg)
 {
 	struct uffd_handler *h = arg;
-	struct pollfd pfd = { .fd = h->uffd, .events = POLLIN };
 	struct uffd_msg msg;
-	ssize_t n;
 	int ret;
 
 	while (h->served < h->nr_events) {
-		ret = poll(&pfd, 1, POLL_TIMEOUT_MS);
-		if (ret <= 0) {
-			h->err = ret ? -errno : -ETIMEDOUT;
-			break;
-		}
-		n = read(h->uffd, &msg, sizeof(msg));
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		if (n != (ssize_t)sizeof(msg)) {
-			h->err = n < 0 ? -errno : -EIO;
+		ret = uffd_read_msg(h->uffd, &msg, POLL_TIMEOUT_MS);
+		if (ret) {
+			h->err = ret;
 			break;
 		}
 		h->msgs[h->served++] = msg;

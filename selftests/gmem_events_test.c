@@ -6,9 +6,10 @@
  *  - dontwake_*: UFFDIO_COPY / UFFDIO_CONTINUE with the DONTWAKE mode map
  *    the page but leave the faulting thread asleep (another thread reads
  *    the page meanwhile without an event) until UFFDIO_WAKE.
- *  - same_page_*: several threads fault on the same absent page; each
- *    raises its event, one UFFDIO_COPY (one folio) wakes them all, and no
- *    event is left.
+ *  - same_page_*: several threads fault on the same absent page (or page
+ *    of the file not mapped yet); each raises its MISSING (MINOR) event,
+ *    one UFFDIO_COPY (UFFDIO_CONTINUE) wakes them all, the page is
+ *    allocated once (not again), and no event is left.
  *  - flags_*: read faults never carry UFFD_PAGEFAULT_FLAG_WRITE; a store
  *    is reported with it (or, if the CPU reports the store as a load first,
  *    by a read fault followed by a write fault at the same address);
@@ -76,38 +77,6 @@ static void __attribute__((constructor)) init_page_size(void)
 static void *page_of(const struct uffd_msg *msg)
 {
 	return (void *)(unsigned long)(msg->arg.pagefault.address & ~((__u64)page_size - 1));
-}
-
-/*
- * The next message of @uffd within @timeout_ms: 0, -ETIMEDOUT, or -errno.
- * The fd is O_NONBLOCK: a message another reader took is waited for again.
- */
-static int read_msg(int uffd, struct uffd_msg *msg, int timeout_ms)
-{
-	struct pollfd pfd = { .fd = uffd, .events = POLLIN };
-	uint64_t deadline = now_ms() + timeout_ms;
-	ssize_t n;
-	int ret;
-
-	for (;;) {
-		int left = (int)(deadline - now_ms());
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		ret = poll(&pfd, 1, left);
-		if (ret < 0 && errno == EINTR)
-			continue;
-		if (ret < 0)
-			return -errno;
-		if (!ret)
-			return -ETIMEDOUT;
-		n = read(uffd, msg, sizeof(*msg));
-		if (n == (ssize_t)sizeof(*msg))
-			return 0;
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		return n < 0 ? -errno : -EIO;
-	}
 }
 
 /* No message is waiting on @uffd. */
@@ -345,7 +314,7 @@ static char *page_addr(struct _test_data_events *self, long page)
 static void expect_fault(struct __test_metadata *_metadata, int uffd, char *page, bool minor,
 			 struct uffd_msg *msg)
 {
-	ASSERT_EQ(0, read_msg(uffd, msg, EVENT_TIMEOUT_MS)) TH_LOG("no fault event");
+	ASSERT_EQ(0, uffd_read_msg(uffd, msg, EVENT_TIMEOUT_MS)) TH_LOG("no fault event");
 	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg->event);
 	EXPECT_EQ(page, page_of(msg));
 	EXPECT_EQ(minor, !!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR))
@@ -428,26 +397,32 @@ TEST_F(events, dontwake_continue_then_wake)
 
 /*
  * NR_SAME_PAGE threads fault on page 2 (half read, half write at their own
- * offsets): NR_SAME_PAGE MISSING events; one UFFDIO_COPY wakes them all.
+ * offsets): NR_SAME_PAGE events, MISSING (absent page) or MINOR (@minor:
+ * the page is in the file); one UFFDIO_COPY or UFFDIO_CONTINUE wakes them
+ * all, and the page is allocated once at most.
  */
-TEST_F(events, same_page_many_threads_one_copy)
+static void same_page_flow(struct __test_metadata *_metadata, struct _test_data_events *self,
+			   bool minor)
 {
-	long long folios = -1, missing = -1;
+	const char *events = minor ? "minor_events" : "missing_events";
+	long long folios = -1, nr_events = -1;
 	struct toucher t[NR_SAME_PAGE];
 	char *page = page_addr(self, 2);
 	struct uffd_msg msg;
-	int i, j, writes = 0;
+	int i, j, ret, writes = 0;
 
-	setup_uffd(_metadata, self, 0, MODE_MISSING);
+	if (minor)
+		ASSERT_EQ(0, write_page(self->fd, self->pat_a, 2 * page_size));
+	setup_uffd(_metadata, self, 0, minor ? MODE_MINOR : MODE_MISSING);
 	if (gmem_counters_present()) {
 		folios = gmem_counter("folios");
-		missing = gmem_counter("missing_events");
+		nr_events = gmem_counter(events);
 	}
 	for (i = 0; i < NR_SAME_PAGE; i++)
 		ASSERT_EQ(0, toucher_start(&t[i], page + 64 * i, i & 1, (char)(0xa0 + i)));
 	/* Nothing is filled before every thread has raised its event. */
 	for (i = 0; i < NR_SAME_PAGE; i++) {
-		expect_fault(_metadata, self->uffd, page, false, &msg);
+		expect_fault(_metadata, self->uffd, page, minor, &msg);
 		if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE)
 			writes++;
 	}
@@ -456,9 +431,13 @@ TEST_F(events, same_page_many_threads_one_copy)
 		ASSERT_EQ(0, wait_asleep(&t[i])) TH_LOG("thread %d is not asleep in its fault", i);
 	EXPECT_TRUE(no_event(self->uffd)) TH_LOG("more events than faulting threads");
 
-	ASSERT_EQ(0, uffd_copy(self->uffd, page, self->pat_a, 0));
+	if (minor)
+		ret = uffd_continue(self->uffd, page, 0);
+	else
+		ret = uffd_copy(self->uffd, page, self->pat_a, 0);
+	ASSERT_EQ(0, ret);
 	for (i = 0; i < NR_SAME_PAGE; i++)
-		ASSERT_EQ(0, toucher_join(&t[i])) TH_LOG("thread %d was not woken by the copy", i);
+		ASSERT_EQ(0, toucher_join(&t[i])) TH_LOG("thread %d was not woken", i);
 	EXPECT_TRUE(no_event(self->uffd)) TH_LOG("an event after the page was filled");
 
 	/* Every thread saw the copy and every store landed in the one page. */
@@ -478,11 +457,21 @@ TEST_F(events, same_page_many_threads_one_copy)
 	ASSERT_EQ(0, read_page(self->fd, t[0].seen, 2 * page_size));
 	EXPECT_EQ(0, memcmp(self->buf, t[0].seen, page_size)) TH_LOG("pread of the page");
 	if (folios >= 0) {
-		EXPECT_EQ(folios + 1, gmem_counter("folios")) TH_LOG("the page was filled twice?");
-		EXPECT_LE(missing + NR_SAME_PAGE, gmem_counter("missing_events"));
+		EXPECT_EQ(folios + !minor, gmem_counter("folios")) TH_LOG("pages allocated");
+		EXPECT_LE(nr_events + NR_SAME_PAGE, gmem_counter(events));
 	}
 	for (i = 0; i < NR_SAME_PAGE; i++)
 		toucher_free(&t[i]);
+}
+
+TEST_F(events, same_page_many_threads_one_copy)
+{
+	same_page_flow(_metadata, self, false);
+}
+
+TEST_F(events, same_page_many_threads_one_continue)
+{
+	same_page_flow(_metadata, self, true);
 }
 
 /*
@@ -502,7 +491,7 @@ static int touch_and_serve(struct __test_metadata *_metadata, struct _test_data_
 	ASSERT_EQ(0, toucher_start(&t, page + 100, write, 0x7b));
 	/* Until the touch is done: the first event must come. */
 	while (!toucher_done(&t) && now_ms() < deadline) {
-		ret = read_msg(self->uffd, &msg, n ? 100 : EVENT_TIMEOUT_MS);
+		ret = uffd_read_msg(self->uffd, &msg, n ? 100 : EVENT_TIMEOUT_MS);
 		if (ret == -ETIMEDOUT && n)
 			continue;
 		ASSERT_EQ(0, ret) TH_LOG("no event for the touch: %s", strerror(-ret));
@@ -647,7 +636,7 @@ static void *fork_handler_fn(void *arg)
 	int ret;
 
 	h->child_uffd = -1;
-	ret = read_msg(h->uffd, &msg, CHILD_TIMEOUT_MS);
+	ret = uffd_read_msg(h->uffd, &msg, CHILD_TIMEOUT_MS);
 	if (ret) {
 		h->err = ret;
 		return NULL;
@@ -658,7 +647,7 @@ static void *fork_handler_fn(void *arg)
 	}
 	h->child_uffd = msg.arg.fork.ufd;
 	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-		ret = read_msg(h->child_uffd, &msg, 100);
+		ret = uffd_read_msg(h->child_uffd, &msg, 100);
 		if (ret == -ETIMEDOUT)
 			continue;
 		if (ret || msg.event != UFFD_EVENT_PAGEFAULT) {
@@ -738,7 +727,7 @@ static void *event_reader_fn(void *arg)
 {
 	struct event_reader *r = arg;
 
-	r->err = read_msg(r->uffd, &r->msg, CHILD_TIMEOUT_MS);
+	r->err = uffd_read_msg(r->uffd, &r->msg, CHILD_TIMEOUT_MS);
 	return NULL;
 }
 
@@ -858,8 +847,8 @@ TEST_F(events, close_uffd_wakes_blocked_faults)
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, wait_asleep(&t[i])) TH_LOG("thread %d is not asleep in its fault", i);
 	/* Take two of the events; the others stay queued. */
-	ASSERT_EQ(0, read_msg(self->uffd, &msg, EVENT_TIMEOUT_MS));
-	ASSERT_EQ(0, read_msg(self->uffd, &msg, EVENT_TIMEOUT_MS));
+	ASSERT_EQ(0, uffd_read_msg(self->uffd, &msg, EVENT_TIMEOUT_MS));
+	ASSERT_EQ(0, uffd_read_msg(self->uffd, &msg, EVENT_TIMEOUT_MS));
 
 	ASSERT_EQ(0, close(self->uffd));
 	self->uffd = -1;

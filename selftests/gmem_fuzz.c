@@ -480,27 +480,15 @@ static void serve_fault(const struct uffd_msg *msg)
 
 static void *handler_fn(void *arg)
 {
-	struct pollfd pfd = { .fd = F.uffd, .events = POLLIN };
 	struct uffd_msg msg;
-	ssize_t n;
 	int ret;
 
 	while (!__atomic_load_n(&F.stop, __ATOMIC_ACQUIRE)) {
-		ret = poll(&pfd, 1, POLL_MS);
-		if (ret < 0 && errno == EINTR)
+		ret = uffd_read_msg(F.uffd, &msg, POLL_MS);
+		if (ret == -ETIMEDOUT)
 			continue;
-		if (ret < 0) {
-			fz_fail("handler: poll: %s", strerror(errno));
-			break;
-		}
-		if (!ret)
-			continue;
-		n = read(F.uffd, &msg, sizeof(msg));
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		if (n != (ssize_t)sizeof(msg)) {
-			fz_fail("handler: read of the uffd: %zd (%s)", n,
-				n < 0 ? strerror(errno) : "short");
+		if (ret) {
+			fz_fail("handler: reading the uffd: %s", strerror(-ret));
 			break;
 		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT) {

@@ -496,10 +496,8 @@ static int race_resolve(struct race_round *r, const struct uffd_msg *msg, uint64
 static void *race_handler_fn(void *arg)
 {
 	struct race_round *r = arg;
-	struct pollfd pfd = { .fd = r->uffd, .events = POLLIN };
 	uint64_t *pat = malloc(page_size), *rbuf = malloc(page_size);
 	struct uffd_msg msg;
-	ssize_t n;
 	int ret;
 
 	if (!pat || !rbuf) {
@@ -507,21 +505,11 @@ static void *race_handler_fn(void *arg)
 		goto out;
 	}
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && !round_failed(&r->err)) {
-		ret = poll(&pfd, 1, POLL_MS);
-		if (ret < 0 && errno == EINTR)
+		ret = uffd_read_msg(r->uffd, &msg, POLL_MS);
+		if (ret == -ETIMEDOUT)
 			continue;
-		if (ret < 0) {
-			round_fail(&r->err, "handler: poll: %s", strerror(errno));
-			break;
-		}
-		if (!ret)
-			continue;
-		n = read(r->uffd, &msg, sizeof(msg));
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		if (n != (ssize_t)sizeof(msg)) {
-			round_fail(&r->err, "handler: read of the uffd: %zd (%s)", n,
-				   n < 0 ? strerror(errno) : "short");
+		if (ret) {
+			round_fail(&r->err, "handler: reading the uffd: %s", strerror(-ret));
 			break;
 		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT) {
@@ -987,10 +975,8 @@ static int pw_resolve(struct pw_round *r, const struct uffd_msg *msg, unsigned c
 static void *pw_handler_fn(void *arg)
 {
 	struct pw_round *r = arg;
-	struct pollfd pfd = { .fd = r->uffd, .events = POLLIN };
 	unsigned char *rbuf = malloc(page_size), *chunk0 = malloc(page_size);
 	struct uffd_msg msg;
-	ssize_t n;
 	int ret;
 
 	if (!rbuf || !chunk0) {
@@ -998,21 +984,11 @@ static void *pw_handler_fn(void *arg)
 		goto out;
 	}
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && !round_failed(&r->err)) {
-		ret = poll(&pfd, 1, POLL_MS);
-		if (ret < 0 && errno == EINTR)
+		ret = uffd_read_msg(r->uffd, &msg, POLL_MS);
+		if (ret == -ETIMEDOUT)
 			continue;
-		if (ret < 0) {
-			round_fail(&r->err, "handler: poll: %s", strerror(errno));
-			break;
-		}
-		if (!ret)
-			continue;
-		n = read(r->uffd, &msg, sizeof(msg));
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		if (n != (ssize_t)sizeof(msg)) {
-			round_fail(&r->err, "handler: read of the uffd: %zd (%s)", n,
-				   n < 0 ? strerror(errno) : "short");
+		if (ret) {
+			round_fail(&r->err, "handler: reading the uffd: %s", strerror(-ret));
 			break;
 		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT) {

@@ -338,26 +338,15 @@ static void serve(struct handler *h, const struct uffd_msg *msg)
 static void *handler_fn(void *arg)
 {
 	struct handler *h = arg;
-	struct pollfd pfd = { .fd = S.uffd, .events = POLLIN };
 	struct uffd_msg msg;
-	ssize_t n;
 	int ret;
 
 	while (!__atomic_load_n(&S.stop_handlers, __ATOMIC_ACQUIRE)) {
-		ret = poll(&pfd, 1, POLL_MS);
-		if (ret < 0 && errno == EINTR)
+		ret = uffd_read_msg(S.uffd, &msg, POLL_MS);
+		if (ret == -ETIMEDOUT)
 			continue;
-		if (ret < 0) {
-			fail("handler %d: poll: %s", h->id, strerror(errno));
-			break;
-		}
-		if (!ret)
-			continue;
-		n = read(S.uffd, &msg, sizeof(msg));
-		if (n < 0 && errno == EAGAIN)
-			continue;	/* the other handler took it */
-		if (n != (ssize_t)sizeof(msg)) {
-			fail("handler %d: read: %zd (%s)", h->id, n, n < 0 ? strerror(errno) : "short");
+		if (ret) {
+			fail("handler %d: reading the uffd: %s", h->id, strerror(-ret));
 			break;
 		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT) {

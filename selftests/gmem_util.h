@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -150,6 +151,19 @@ static inline long long gmem_counter(const char *name)
 	return val;
 }
 
+static inline uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline uint64_t now_ms(void)
+{
+	return now_us() / 1000;
+}
+
 /*
  * A userfaultfd with the API handshake done for @features, or -errno.
  * O_NONBLOCK: poll() on a blocking userfaultfd reports POLLERR.
@@ -173,6 +187,38 @@ static inline int uffd_open_features(__u64 features)
 static inline int uffd_open(void)
 {
 	return uffd_open_features(0);
+}
+
+/*
+ * The next message of @uffd (opened O_NONBLOCK) within @timeout_ms: 0 with
+ * *@msg filled, -ETIMEDOUT, or -errno of poll() or read() (-EIO: short).
+ * A message another reader took first is waited for again.
+ */
+static inline int uffd_read_msg(int uffd, struct uffd_msg *msg, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = uffd, .events = POLLIN };
+	uint64_t deadline = now_ms() + timeout_ms;
+	ssize_t n;
+	int ret, left;
+
+	for (;;) {
+		left = (int)(deadline - now_ms());
+		if (left <= 0)
+			return -ETIMEDOUT;
+		ret = poll(&pfd, 1, left);
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret < 0)
+			return -errno;
+		if (!ret)
+			return -ETIMEDOUT;
+		n = read(uffd, msg, sizeof(*msg));
+		if (n == (ssize_t)sizeof(*msg))
+			return 0;
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		return n < 0 ? -errno : -EIO;
+	}
 }
 
 /* Register [@addr, @addr + @len) for @mode: 0 or -errno; *@ioctls unless NULL. */
@@ -208,19 +254,6 @@ static inline unsigned long env_ulong(const char *name, unsigned long def, unsig
 		return def;
 	}
 	return v;
-}
-
-static inline uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static inline uint64_t now_ms(void)
-{
-	return now_us() / 1000;
 }
 
 /* A byte pattern of @seed over @len bytes. */
