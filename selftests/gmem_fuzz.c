@@ -383,7 +383,6 @@ static void rnd_range_in(long size, long max, long *off, long *len)
 
 /* ---- userfaultfd ---- */
 
-
 /* Which file and mapping hold @addr. */
 static struct ffile *find_addr(unsigned long addr, struct fmap **map)
 {
