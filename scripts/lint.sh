@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# rustfmt and clippy on src/ and rust/, checkpatch --strict on patches/ and
-# on our C selftests.  Exit non-zero on any finding.
+# rustfmt and clippy on src/, rust/ and vmm/, checkpatch --strict on
+# patches/ and on our C selftests.  Exit non-zero on any finding.
 . "$(dirname "$0")/lib.sh"
 
 bad=0
@@ -64,5 +64,23 @@ for f in "$TOP"/selftests/*.c; do
 		bad=1
 	fi
 done
+# The VMM demo: the host's cargo, as scripts/build-vmm.sh builds it.
+if [ -f "$TOP/vmm/Cargo.toml" ]; then
+	if (cd "$TOP/vmm" && cargo fmt --check) >"$LOGS/vmm-fmt.log" 2>&1; then
+		say "lint: rustfmt clean on vmm/"
+	else
+		cat "$LOGS/vmm-fmt.log"
+		say "lint: rustfmt found differences in vmm/ (run: cd vmm && cargo fmt)"
+		bad=1
+	fi
+	if (cd "$TOP/vmm" && CARGO_TARGET_DIR=$CACHE/vmm-target cargo clippy --locked --release \
+		--target x86_64-unknown-linux-gnu -- -D warnings) >"$LOGS/vmm-clippy.log" 2>&1; then
+		say "lint: clippy clean on vmm/"
+	else
+		grep -E '^(warning|error)' -A8 "$LOGS/vmm-clippy.log"
+		say "lint: clippy findings in vmm/ (log: $LOGS/vmm-clippy.log)"
+		bad=1
+	fi
+fi
 [ $bad -eq 0 ] || die "lint: findings above"
 say "lint: clean"
