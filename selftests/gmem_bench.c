@@ -17,13 +17,15 @@
  *   pwrite       fill a fresh file with pwrite() calls of CHUNK_KIB each:
  *                gmem, memfd
  *
- * Each round measures every variant once, in a fixed order (A B C A B C
- * ...), each on a fresh file of MIB MiB; round 0 is a warm-up.  Output,
- * one line each, parsed by scripts/bench-report.py:
+ * Each round gives every variant a fresh file of MIB MiB and does the work
+ * in 2 MiB slices, alternating between the variants slice by slice (see
+ * round_run()); round 0 is a warm-up.  Output, one line each, parsed by
+ * scripts/bench-report.py:
  *   BENCH_TEST test=T unit=U variants=A,B,.. size_mib=N threads=N rounds=N
- *   BENCH test=T variant=V round=N value=X unit=U secs=S
+ *   BENCH test=T variant=V round=N value=X unit=U
  *   BENCH_SKIP test=T variant=V reason=...
  *   PROFILE test=T variant=V rank=N pct=P samples=N sym=S   (with -p)
+ *   ASLEEP test=T variant=V samples=N of=N stack=F<F<F     (with -p)
  *   LATENCY test=T variant=V calls=N p50_us=.. p90_us=.. p99_us=.. max_us=..
  *                (with -p, pwrite only: the calls of the last round)
  * With -p the BENCH lines are printed as PROF_BENCH...: the sampling slows
@@ -70,10 +72,10 @@
 #define GMEM_DEV	"/dev/guest_memfd"
 #define KVM_DEV		"/dev/kvm"
 #define GMEM_SHARED	(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+#define MAX_VARIANTS	3
 #define SRC_BYTES	(2UL << 20)	/* the data source, >= the largest chunk */
 #define MAGIC		0x676d656d62656e63ULL
 #define MAX_THREADS	64
-#define MAX_VARIANTS	3
 
 enum kind { K_GMEM, K_KVM, K_MEMFD, K_ANON };
 static const char *const kind_name[] = { "gmem", "kvm_gmem", "memfd", "anon" };
@@ -429,7 +431,133 @@ static void prof_report(int v, const char *variant)
 		       prof.h[v][i].name);
 }
 
-/* ---- The benchmarks: each returns its rate, or dies ---- */
+/*
+ * ---- Where the measuring thread sleeps (-p) ----
+ *
+ * A thread on another CPU reads the measuring thread's kernel stack from
+ * /proc every millisecond while it is asleep (state S or D) and counts the
+ * three innermost functions: idle time in a profile says only that the
+ * thread slept, this says where.
+ */
+static int cur_variant = -1;	/* atomic: read by the sampler */
+static bool stack_stop;		/* atomic */
+static pid_t measured_tid;
+static pthread_t stack_thread;
+
+struct stack_count {
+	char key[160];
+	long n;
+};
+
+static struct stack_count stacks[MAX_VARIANTS][64];
+static long stack_samples[MAX_VARIANTS];
+
+static void stack_add(int v, const char *key)
+{
+	int i;
+
+	stack_samples[v]++;
+	for (i = 0; i < 64 && stacks[v][i].n; i++) {
+		if (!strcmp(stacks[v][i].key, key)) {
+			stacks[v][i].n++;
+			return;
+		}
+	}
+	if (i < 64) {
+		snprintf(stacks[v][i].key, sizeof(stacks[v][i].key), "%s", key);
+		stacks[v][i].n = 1;
+	}
+}
+
+static void *stack_sampler(void *arg)
+{
+	char path[64], buf[4096], key[160];
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(1, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	while (!__atomic_load_n(&stack_stop, __ATOMIC_RELAXED)) {
+		int v = __atomic_load_n(&cur_variant, __ATOMIC_RELAXED), fd, frames = 0;
+		char *line, *save = NULL, state = 0;
+		ssize_t n;
+
+		usleep(1000);
+		if (v < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", measured_tid);
+		fd = open(path, O_RDONLY);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			line = strrchr(buf, ')');
+			state = line ? line[2] : 0;
+		}
+		if (state != 'S' && state != 'D')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stack", measured_tid);
+		fd = open(path, O_RDONLY);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		key[0] = 0;
+		/* Lines are "[<0>] function+0x1/0x2": keep the names. */
+		for (line = strtok_r(buf, "\n", &save); line && frames < 3;
+		     line = strtok_r(NULL, "\n", &save)) {
+			char *name = strchr(line, ' '), *plus;
+
+			if (!name)
+				continue;
+			name++;
+			plus = strchr(name, '+');
+			if (plus)
+				*plus = 0;
+			if (!strncmp(name, "__schedule", 10) || !strcmp(name, "schedule"))
+				continue;
+			snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s%s",
+				 frames ? "<" : "", name);
+			frames++;
+		}
+		stack_add(v, key);
+	}
+	return NULL;
+}
+
+static void stacks_start(void)
+{
+	measured_tid = gettid();
+	if (pthread_create(&stack_thread, NULL, stack_sampler, NULL))
+		die("pthread_create");
+}
+
+static void stacks_report(int v, const char *variant)
+{
+	int i;
+
+	for (i = 0; i < 64 && stacks[v][i].n; i++)
+		if (stacks[v][i].n * 50 >= stack_samples[v])	/* >= 2% */
+			printf("ASLEEP test=%s variant=%s samples=%ld of=%ld stack=%s\n",
+			       test_name, variant, stacks[v][i].n, stack_samples[v],
+			       stacks[v][i].key);
+}
+
+/*
+ * ---- The benchmarks ----
+ *
+ * A round gives every variant a fresh file ("instance") and then does the
+ * work in slices of SLICE_PAGES pages, alternating between the variants
+ * slice by slice (A B, B A, A B, ...: the first one alternates too), and
+ * adds up the time each variant's slices took.  A slow phase of a shared
+ * host (seconds long) so hits every variant alike, where whole runs back
+ * to back would each see a different host.
+ */
+
+#define SLICE_PAGES	512	/* 2 MiB */
 
 struct params {
 	size_t size;
@@ -437,42 +565,112 @@ struct params {
 	size_t chunk;
 };
 
-static double first_touch(enum kind k, const struct params *pr, double *secs)
-{
-	int fd = mem_create(k, pr->size);
-	char *p = mem_map(k, fd, pr->size);
-	double t0, t1;
-	size_t off;
+struct inst;
 
-	t0 = now();
-	for (off = 0; off < pr->size; off += psize)
-		__atomic_store_n((uint64_t *)(p + off), off, __ATOMIC_RELAXED);
-	t1 = now();
-	for (off = 0; off < pr->size; off += 97 * psize)
-		if (__atomic_load_n((uint64_t *)(p + off), __ATOMIC_RELAXED) != off)
-			die("%s: page at %zu lost its write", kind_name[k], off);
-	mem_free(fd, p, pr->size);
-	*secs = t1 - t0;
-	return pr->size / psize / *secs;
-}
+struct worker {
+	struct inst *in;
+	int idx;
+	pthread_t th;
+	long bad;
+};
 
-struct uffd_run {
-	int uffd, stopfd;
-	bool minor;
+struct inst {
+	enum kind k;
+	int fd;
 	char *base;
-	size_t size;
-	int threads;
-	pthread_barrier_t barrier;
+	double secs;
+	/* uffd tests */
+	bool minor;
+	int uffd, stopfd, threads;
+	pthread_t handler;
 	long resolved, eexist;
 	int err;		/* errno of a failed ioctl in the handler */
 	const char *what;	/* the failed ioctl */
-	long bad;		/* pages read back wrong */
+	struct worker w[MAX_THREADS];
+	pthread_barrier_t go, done;
+	size_t first, npages;	/* the slice the workers are to fault */
+	bool quit;
 };
+
+/*
+ * Latencies of single calls, kept with -p: a rate that is low because a
+ * few calls sleep looks different from one where every call is slow.
+ */
+static double *lat[K_ANON + 1];
+static size_t nlat[K_ANON + 1], lat_cap[K_ANON + 1];
+
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void lat_report(enum kind k)
+{
+	double *l = lat[k];
+	size_t n = nlat[k];
+
+	if (!n)
+		return;
+	qsort(l, n, sizeof(*l), dbl_cmp);
+	printf("LATENCY test=%s variant=%s calls=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f\n",
+	       test_name, kind_name[k], n, l[n / 2] * 1e6, l[n * 9 / 10] * 1e6,
+	       l[n * 99 / 100] * 1e6, l[n - 1] * 1e6);
+}
+
+static void lat_add(enum kind k, double secs)
+{
+	if (nlat[k] == lat_cap[k]) {
+		lat_cap[k] = lat_cap[k] ? 2 * lat_cap[k] : 65536;
+		lat[k] = realloc(lat[k], lat_cap[k] * sizeof(*lat[k]));
+		if (!lat[k])
+			die("realloc");
+	}
+	lat[k][nlat[k]++] = secs;
+}
+
+/* Fill a file, for MINOR (not timed). */
+static void populate(int fd, size_t size, size_t chunk)
+{
+	size_t off;
+
+	for (off = 0; off < size; off += chunk) {
+		ssize_t n = pwrite(fd, src + off % SRC_BYTES, chunk, off);
+
+		if (n != (ssize_t)chunk)
+			die("pwrite of %zu bytes at %zu returned %zd", chunk, off, n);
+	}
+}
+
+static void first_touch_setup(struct inst *in, const struct params *pr)
+{
+	in->fd = mem_create(in->k, pr->size);
+	in->base = mem_map(in->k, in->fd, pr->size);
+}
+
+static void first_touch_step(struct inst *in, const struct params *pr, size_t first, size_t n)
+{
+	size_t off, end = (first + n) * psize;
+
+	for (off = first * psize; off < end; off += psize)
+		__atomic_store_n((uint64_t *)(in->base + off), off, __ATOMIC_RELAXED);
+}
+
+static void first_touch_done(struct inst *in, const struct params *pr)
+{
+	size_t off;
+
+	for (off = 0; off < pr->size; off += 97 * psize)
+		if (__atomic_load_n((uint64_t *)(in->base + off), __ATOMIC_RELAXED) != off)
+			die("%s: page at %zu lost its write", kind_name[in->k], off);
+	mem_free(in->fd, in->base, pr->size);
+}
 
 static void *uffd_handler(void *arg)
 {
-	struct uffd_run *u = arg;
-	struct pollfd pfd[2] = { { u->uffd, POLLIN, 0 }, { u->stopfd, POLLIN, 0 } };
+	struct inst *in = arg;
+	struct pollfd pfd[2] = { { in->uffd, POLLIN, 0 }, { in->stopfd, POLLIN, 0 } };
 	struct uffd_msg msg[16];
 
 	pin_self();
@@ -483,36 +681,36 @@ static void *uffd_handler(void *arg)
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			u->what = "poll";
-			u->err = errno;
+			in->what = "poll";
+			in->err = errno;
 			return NULL;
 		}
 		if (pfd[1].revents)
 			return NULL;
-		n = read(u->uffd, msg, sizeof(msg));
+		n = read(in->uffd, msg, sizeof(msg));
 		if (n < 0) {
 			if (errno == EAGAIN)
 				continue;
-			u->what = "read";
-			u->err = errno;
+			in->what = "read";
+			in->err = errno;
 			return NULL;
 		}
 		for (i = 0; i < n / (ssize_t)sizeof(msg[0]); i++) {
 			__u64 page = msg[i].arg.pagefault.address & ~(__u64)(psize - 1);
-			__u64 off = page - (__u64)u->base;
+			__u64 off = page - (__u64)in->base;
 			int ret;
 
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT) {
-				u->what = "unexpected event";
-				u->err = EPROTO;
+				in->what = "unexpected event";
+				in->err = EPROTO;
 				return NULL;
 			}
-			if (u->minor) {
+			if (in->minor) {
 				struct uffdio_continue c = {
 					.range = { .start = page, .len = psize },
 				};
 
-				ret = ioctl(u->uffd, UFFDIO_CONTINUE, &c);
+				ret = ioctl(in->uffd, UFFDIO_CONTINUE, &c);
 			} else {
 				struct uffdio_copy c = {
 					.dst = page,
@@ -520,210 +718,257 @@ static void *uffd_handler(void *arg)
 					.len = psize,
 				};
 
-				ret = ioctl(u->uffd, UFFDIO_COPY, &c);
+				ret = ioctl(in->uffd, UFFDIO_COPY, &c);
 			}
 			if (ret && errno == EEXIST) {
 				struct uffdio_range r = { .start = page, .len = psize };
 
-				u->eexist++;
-				if (ioctl(u->uffd, UFFDIO_WAKE, &r)) {
-					u->what = "UFFDIO_WAKE";
-					u->err = errno;
+				in->eexist++;
+				if (ioctl(in->uffd, UFFDIO_WAKE, &r)) {
+					in->what = "UFFDIO_WAKE";
+					in->err = errno;
 					return NULL;
 				}
 			} else if (ret) {
-				u->what = u->minor ? "UFFDIO_CONTINUE" : "UFFDIO_COPY";
-				u->err = errno;
+				in->what = in->minor ? "UFFDIO_CONTINUE" : "UFFDIO_COPY";
+				in->err = errno;
 				return NULL;
 			}
 			if (!ret)
-				u->resolved++;
+				in->resolved++;
 		}
 	}
 }
 
-struct toucher {
-	struct uffd_run *u;
-	int idx;
-	long bad;
-};
-
-/* Read the first word of each page of this thread's slice. */
-static void *uffd_toucher(void *arg)
+/* Read the first word of each page of [first, first + n): faults. */
+static long fault_pages(struct inst *in, size_t first, size_t n)
 {
-	struct toucher *t = arg;
-	struct uffd_run *u = t->u;
-	size_t pages = u->size / psize, per = pages / u->threads;
-	size_t p, first = t->idx * per, last = first + per;
+	long bad = 0;
+	size_t p;
+
+	for (p = first; p < first + n; p++)
+		if (__atomic_load_n((uint64_t *)(in->base + p * psize), __ATOMIC_RELAXED) !=
+		    pattern(p))
+			bad++;
+	return bad;
+}
+
+/* A faulting thread of -t N > 1: its share of each slice. */
+static void *uffd_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct inst *in = w->in;
 
 	pin_self();
-	pthread_barrier_wait(&u->barrier);
-	for (p = first; p < last; p++)
-		if (__atomic_load_n((uint64_t *)(u->base + p * psize), __ATOMIC_RELAXED) !=
-		    pattern(p))
-			t->bad++;
-	return NULL;
-}
+	for (;;) {
+		size_t per;
 
-/*
- * Latencies of single calls, kept with -p: a rate that is low because a
- * few calls sleep looks different from one where every call is slow.
- */
-static double *lat;
-static size_t nlat, lat_cap;
-
-static int dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static void lat_report(const char *variant)
-{
-	if (!nlat)
-		return;
-	qsort(lat, nlat, sizeof(*lat), dbl_cmp);
-	printf("LATENCY test=%s variant=%s calls=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f\n",
-	       test_name, variant, nlat, lat[nlat / 2] * 1e6, lat[nlat * 9 / 10] * 1e6,
-	       lat[nlat * 99 / 100] * 1e6, lat[nlat - 1] * 1e6);
-	nlat = 0;
-}
-
-static void populate(int fd, size_t size, size_t chunk, bool timed)
-{
-	size_t off;
-
-	for (off = 0; off < size; off += chunk) {
-		double t0 = timed ? now() : 0;
-		ssize_t n = pwrite(fd, src + off % SRC_BYTES, chunk, off);
-
-		if (n != (ssize_t)chunk)
-			die("pwrite of %zu bytes at %zu returned %zd", chunk, off, n);
-		if (timed) {
-			if (nlat == lat_cap) {
-				lat_cap = lat_cap ? 2 * lat_cap : 65536;
-				lat = realloc(lat, lat_cap * sizeof(*lat));
-				if (!lat)
-					die("realloc");
-			}
-			lat[nlat++] = now() - t0;
-		}
+		pthread_barrier_wait(&in->go);
+		if (in->quit)
+			return NULL;
+		per = in->npages / in->threads;
+		w->bad += fault_pages(in, in->first + w->idx * per,
+				      w->idx == in->threads - 1 ? in->npages - w->idx * per : per);
+		pthread_barrier_wait(&in->done);
 	}
 }
 
-static double uffd_bench(enum kind k, const struct params *pr, bool minor, double *secs)
+static void uffd_setup(struct inst *in, const struct params *pr, bool minor)
 {
-	struct uffd_run u = {
-		.minor = minor, .size = pr->size, .threads = pr->threads,
-	};
 	struct uffdio_register reg = {
 		.mode = minor ? UFFDIO_REGISTER_MODE_MINOR : UFFDIO_REGISTER_MODE_MISSING,
 	};
-	struct toucher t[MAX_THREADS];
-	pthread_t handler, th[MAX_THREADS];
-	uint64_t one = 1;
-	double t0, t1;
-	long bad = 0;
-	int fd, i;
+	int i;
 
-	fd = mem_create(k, pr->size);
+	in->minor = minor;
+	in->threads = pr->threads;
+	in->fd = mem_create(in->k, pr->size);
 	if (minor)
-		populate(fd, pr->size, SRC_BYTES, false);
-	u.base = mem_map(k, fd, pr->size);
-	u.uffd = uffd_open();
-	if (u.uffd < 0) {
-		errno = -u.uffd;
+		populate(in->fd, pr->size, SRC_BYTES);
+	in->base = mem_map(in->k, in->fd, pr->size);
+	in->uffd = uffd_open();
+	if (in->uffd < 0) {
+		errno = -in->uffd;
 		die("userfaultfd");
 	}
-	reg.range.start = (__u64)u.base;
+	reg.range.start = (__u64)in->base;
 	reg.range.len = pr->size;
-	if (ioctl(u.uffd, UFFDIO_REGISTER, &reg))
-		die("UFFDIO_REGISTER %s on %s", minor ? "MINOR" : "MISSING", kind_name[k]);
-	u.stopfd = eventfd(0, EFD_CLOEXEC);
-	if (u.stopfd < 0)
+	if (ioctl(in->uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER %s on %s", minor ? "MINOR" : "MISSING", kind_name[in->k]);
+	in->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (in->stopfd < 0)
 		die("eventfd");
-	pthread_barrier_init(&u.barrier, NULL, pr->threads + 1);
-	if (pthread_create(&handler, NULL, uffd_handler, &u))
+	if (pthread_create(&in->handler, NULL, uffd_handler, in))
 		die("pthread_create");
-	for (i = 0; i < pr->threads; i++) {
-		t[i] = (struct toucher){ .u = &u, .idx = i };
-		if (pthread_create(&th[i], NULL, uffd_toucher, &t[i]))
+	if (in->threads == 1)
+		return;
+	pthread_barrier_init(&in->go, NULL, in->threads + 1);
+	pthread_barrier_init(&in->done, NULL, in->threads + 1);
+	for (i = 0; i < in->threads; i++) {
+		in->w[i] = (struct worker){ .in = in, .idx = i };
+		if (pthread_create(&in->w[i].th, NULL, uffd_worker, &in->w[i]))
 			die("pthread_create");
 	}
-	pthread_barrier_wait(&u.barrier);
-	t0 = now();
-	for (i = 0; i < pr->threads; i++) {
-		pthread_join(th[i], NULL);
-		bad += t[i].bad;
+}
+
+static void missing_setup(struct inst *in, const struct params *pr)
+{
+	uffd_setup(in, pr, false);
+}
+
+static void minor_setup(struct inst *in, const struct params *pr)
+{
+	uffd_setup(in, pr, true);
+}
+
+static void uffd_step(struct inst *in, const struct params *pr, size_t first, size_t n)
+{
+	if (in->threads == 1) {
+		in->w[0].bad += fault_pages(in, first, n);
+		return;
 	}
-	t1 = now();
-	if (write(u.stopfd, &one, sizeof(one)) != sizeof(one))
+	in->first = first;
+	in->npages = n;
+	pthread_barrier_wait(&in->go);
+	pthread_barrier_wait(&in->done);
+}
+
+static void uffd_done(struct inst *in, const struct params *pr)
+{
+	uint64_t one = 1;
+	long bad = 0;
+	int i;
+
+	if (in->threads > 1) {
+		in->quit = true;
+		pthread_barrier_wait(&in->go);
+		for (i = 0; i < in->threads; i++)
+			pthread_join(in->w[i].th, NULL);
+		pthread_barrier_destroy(&in->go);
+		pthread_barrier_destroy(&in->done);
+	}
+	for (i = 0; i < in->threads; i++)
+		bad += in->w[i].bad;
+	if (write(in->stopfd, &one, sizeof(one)) != sizeof(one))
 		die("eventfd write");
-	pthread_join(handler, NULL);
-	pthread_barrier_destroy(&u.barrier);
-	if (u.what) {
-		errno = u.err;
-		die("%s: handler: %s failed", kind_name[k], u.what);
+	pthread_join(in->handler, NULL);
+	if (in->what) {
+		errno = in->err;
+		die("%s: handler: %s failed", kind_name[in->k], in->what);
 	}
 	if (bad)
-		die("%s: %ld pages read back wrong", kind_name[k], bad);
-	if (u.resolved + u.eexist < (long)(pr->size / psize))
-		die("%s: %ld faults resolved for %zu pages", kind_name[k],
-		    u.resolved + u.eexist, pr->size / psize);
-	close(u.stopfd);
-	close(u.uffd);
-	mem_free(fd, u.base, pr->size);
-	*secs = t1 - t0;
-	return pr->size / psize / *secs;
+		die("%s: %ld pages read back wrong", kind_name[in->k], bad);
+	if (in->resolved + in->eexist < (long)(pr->size / psize))
+		die("%s: %ld faults resolved for %zu pages", kind_name[in->k],
+		    in->resolved + in->eexist, pr->size / psize);
+	close(in->stopfd);
+	close(in->uffd);
+	mem_free(in->fd, in->base, pr->size);
 }
 
-static double missing(enum kind k, const struct params *pr, double *secs)
+static void pwrite_setup(struct inst *in, const struct params *pr)
 {
-	return uffd_bench(k, pr, false, secs);
+	in->fd = mem_create(in->k, pr->size);
 }
 
-static double minor(enum kind k, const struct params *pr, double *secs)
+static void pwrite_step(struct inst *in, const struct params *pr, size_t first, size_t n)
 {
-	return uffd_bench(k, pr, true, secs);
+	size_t off, end = (first + n) * psize;
+
+	for (off = first * psize; off < end; off += pr->chunk) {
+		double t0 = prof.on ? now() : 0;
+		ssize_t ret = pwrite(in->fd, src + off % SRC_BYTES, pr->chunk, off);
+
+		if (ret != (ssize_t)pr->chunk)
+			die("pwrite of %zu bytes at %zu returned %zd", pr->chunk, off, ret);
+		if (prof.on)
+			lat_add(in->k, now() - t0);
+	}
 }
 
-static double pwrite_fill(enum kind k, const struct params *pr, double *secs)
+static void pwrite_done(struct inst *in, const struct params *pr)
 {
 	static char check[4096];
-	int fd = mem_create(k, pr->size);
-	double t0, t1;
 	size_t off;
 
-	t0 = now();
-	populate(fd, pr->size, pr->chunk, prof.on);
-	t1 = now();
 	for (off = 0; off < pr->size; off += 101 * psize) {
-		if (pread(fd, check, sizeof(check), off) != sizeof(check))
+		if (pread(in->fd, check, sizeof(check), off) != sizeof(check))
 			die("pread at %zu", off);
 		if (memcmp(check, src + off % SRC_BYTES, sizeof(check)))
-			die("%s: pwrite data at %zu reads back wrong", kind_name[k], off);
+			die("%s: pwrite data at %zu reads back wrong", kind_name[in->k], off);
 	}
-	mem_free(fd, NULL, pr->size);
-	*secs = t1 - t0;
-	return pr->size / (double)(1 << 20) / *secs;
+	mem_free(in->fd, NULL, pr->size);
 }
 
 struct test {
 	const char *name;
-	double (*fn)(enum kind k, const struct params *pr, double *secs);
-	const char *unit;
+	void (*setup)(struct inst *in, const struct params *pr);
+	void (*step)(struct inst *in, const struct params *pr, size_t first, size_t n);
+	void (*done)(struct inst *in, const struct params *pr);
+	const char *unit;	/* pages/s, or MiB/s */
 	size_t mib;		/* default size */
 	int nvar;
 	enum kind var[MAX_VARIANTS];	/* var[0] is what the others are compared to */
 };
 
 static const struct test tests[] = {
-	{ "first-touch", first_touch, "pages/s", 128, 3, { K_GMEM, K_KVM, K_MEMFD } },
-	{ "missing", missing, "pages/s", 32, 3, { K_GMEM, K_MEMFD, K_ANON } },
-	{ "minor", minor, "pages/s", 32, 2, { K_GMEM, K_MEMFD } },
-	{ "pwrite", pwrite_fill, "MiB/s", 128, 2, { K_GMEM, K_MEMFD } },
+	{ "first-touch", first_touch_setup, first_touch_step, first_touch_done, "pages/s", 64,
+	  3, { K_GMEM, K_KVM, K_MEMFD } },
+	{ "missing", missing_setup, uffd_step, uffd_done, "pages/s", 16,
+	  3, { K_GMEM, K_MEMFD, K_ANON } },
+	{ "minor", minor_setup, uffd_step, uffd_done, "pages/s", 16, 2, { K_GMEM, K_MEMFD } },
+	{ "pwrite", pwrite_setup, pwrite_step, pwrite_done, "MiB/s", 64, 2, { K_GMEM, K_MEMFD } },
 };
+
+/* One round: every variant on a fresh file, slice by slice in alternation. */
+static void round_run(const struct test *t, const struct params *pr, const bool *skipped,
+		      double *value, bool sample)
+{
+	struct inst in[MAX_VARIANTS];
+	size_t pages = pr->size / psize, slice = SLICE_PAGES, first;
+	int v, j, s;
+
+	if (pr->chunk / psize > slice)
+		slice = pr->chunk / psize;
+	memset(in, 0, sizeof(in));
+	for (v = 0; v < t->nvar; v++) {
+		in[v].k = t->var[v];
+		if (!skipped[v])
+			t->setup(&in[v], pr);
+	}
+	for (first = 0, s = 0; first < pages; first += slice, s++) {
+		size_t n = pages - first < slice ? pages - first : slice;
+
+		for (j = 0; j < t->nvar; j++) {
+			double t0;
+
+			v = (s + j) % t->nvar;
+			if (skipped[v])
+				continue;
+			if (sample) {
+				prof_enable(true);
+				__atomic_store_n(&cur_variant, v, __ATOMIC_RELAXED);
+			}
+			t0 = now();
+			t->step(&in[v], pr, first, n);
+			in[v].secs += now() - t0;
+			if (sample) {
+				__atomic_store_n(&cur_variant, -1, __ATOMIC_RELAXED);
+				prof_enable(false);
+				prof_drain(v);
+			}
+		}
+	}
+	for (v = 0; v < t->nvar; v++) {
+		if (skipped[v])
+			continue;
+		t->done(&in[v], pr);
+		if (!strcmp(t->unit, "MiB/s"))
+			value[v] = pr->size / (double)(1 << 20) / in[v].secs;
+		else
+			value[v] = pages / in[v].secs;
+	}
+}
 
 static void bad_args(void)
 {
@@ -783,11 +1028,11 @@ int main(int argc, char **argv)
 		bad_args();
 
 	/* The name in the report: the test, and the knob that varies. */
-	if (t->fn == missing || t->fn == minor)
+	if (t->setup == missing_setup || t->setup == minor_setup)
 		snprintf(label, sizeof(label), "%s-%dt", t->name, pr.threads);
-	else if (t->fn == pwrite_fill && pr.chunk % (1 << 20) == 0)
+	else if (t->setup == pwrite_setup && pr.chunk % (1 << 20) == 0)
 		snprintf(label, sizeof(label), "%s-%zum", t->name, pr.chunk >> 20);
-	else if (t->fn == pwrite_fill)
+	else if (t->setup == pwrite_setup)
 		snprintf(label, sizeof(label), "%s-%zuk", t->name, pr.chunk >> 10);
 	else
 		snprintf(label, sizeof(label), "%s", t->name);
@@ -815,35 +1060,39 @@ int main(int argc, char **argv)
 	printf("%sBENCH_TEST test=%s unit=%s variants=%s size_mib=%zu threads=%d chunk_kib=%zu rounds=%d pinned=%d\n",
 	       profile ? "PROF_" : "", label, t->unit, variants, pr.size >> 20, pr.threads, pr.chunk >> 10, rounds,
 	       pin);
-	if (profile)
+	if (profile) {
 		prof_init();
+		stacks_start();
+	}
 	pin_self();
 
 	/* Round 0 is the warm-up. */
 	for (r = 0; r <= rounds; r++) {
-		for (v = 0; v < t->nvar; v++) {
-			double val, secs;
+		double value[MAX_VARIANTS];
 
+		memset(nlat, 0, sizeof(nlat));
+		round_run(t, &pr, skipped, value, profile && r > 0);
+		for (v = 0; v < t->nvar; v++) {
 			if (skipped[v])
 				continue;
-			if (r > 0)
-				prof_enable(true);
-			val = t->fn(t->var[v], &pr, &secs);
-			if (r > 0) {
-				prof_enable(false);
-				prof_drain(v);
-			}
-			if (r == rounds)
-				lat_report(kind_name[t->var[v]]);
-			nlat = 0;
-			printf("%sBENCH test=%s variant=%s round=%d value=%.1f unit=%s secs=%.4f%s\n",
-			       profile ? "PROF_" : "", label, kind_name[t->var[v]], r, val, t->unit, secs,
-			       r ? "" : " warmup=1");
+			printf("%sBENCH test=%s variant=%s round=%d value=%.1f unit=%s%s\n",
+			       profile ? "PROF_" : "", label, kind_name[t->var[v]], r, value[v],
+			       t->unit, r ? "" : " warmup=1");
 		}
 	}
+	/* The latencies of single calls in the last round (-p, pwrite). */
 	for (v = 0; v < t->nvar; v++)
-		if (!skipped[v])
-			prof_report(v, kind_name[t->var[v]]);
+		lat_report(t->var[v]);
+	if (profile) {
+		__atomic_store_n(&stack_stop, true, __ATOMIC_RELAXED);
+		pthread_join(stack_thread, NULL);
+	}
+	for (v = 0; v < t->nvar; v++) {
+		if (skipped[v])
+			continue;
+		prof_report(v, kind_name[t->var[v]]);
+		stacks_report(v, kind_name[t->var[v]]);
+	}
 	if (kvm_vm >= 0)
 		close(kvm_vm);
 	close(gmem_dev);
