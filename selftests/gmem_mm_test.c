@@ -87,22 +87,6 @@ static int write_file(const char *path, const char *val)
 	return ret;
 }
 
-static long long read_ll(const char *path)
-{
-	char buf[64] = "";
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	return atoll(buf);
-}
-
 /* Mount cgroup2 if needed and enable the memory controller for children. */
 static int cgroup_setup(void)
 {
@@ -125,10 +109,13 @@ static int cgroup_setup(void)
 
 static long long cg_current(const char *cg)
 {
+	unsigned long long val = 0;
 	char path[256];
+	int ret;
 
 	snprintf(path, sizeof(path), CGROUP_DIR "/%s/memory.current", cg);
-	return read_ll(path);
+	ret = read_number(path, &val);
+	return ret ? ret : (long long)val;
 }
 
 static int cg_enter(const char *cg)
