@@ -164,6 +164,7 @@ def rfmt(x):
     return f"{x:7.3f}" if x >= 0.01 else f"{x:7.1e}"
 
 
+
 def table(tests, ratios, errors, info):
     lines = []
     lines.append(f"gmem_uffd bench, {info.get('guest', 'guest ?')}")
@@ -285,7 +286,7 @@ def chart(ratios, info, path):
         c.rect(X(r["max"]) - 1, mid - 5, X(r["max"]) + 1, mid + 7, (0, 0, 0))
         if r["goal"] is not None:
             c.rect(X(r["goal"]) - 1, y + 1, X(r["goal"]) + 2, y + row_h - 3, (200, 0, 0))
-        c.text(max(X(r["median"]), X(r["max"])) + 6, y + 8, f"{r['median']:.2f}", (40, 40, 40))
+        c.text(max(X(r["median"]), X(r["max"])) + 6, y + 8, rfmt(r["median"]).strip(), (40, 40, 40))
     c.save(path)
 
 
