@@ -1075,7 +1075,7 @@ int main(int argc, char **argv)
 		for (v = 0; v < t->nvar; v++) {
 			if (skipped[v])
 				continue;
-			printf("%sBENCH test=%s variant=%s round=%d value=%.1f unit=%s%s\n",
+			printf("%sBENCH test=%s variant=%s round=%d value=%.3f unit=%s%s\n",
 			       profile ? "PROF_" : "", label, kind_name[t->var[v]], r, value[v],
 			       t->unit, r ? "" : " warmup=1");
 		}
