@@ -4,19 +4,23 @@
 # top-level Kbuild: make -C $KOUT M=$TOP.  Extra make arguments (CLIPPY=1)
 # are passed through.  The debug flavour's module is built in place
 # (src/gmem_uffd.ko, what `make check` and the lint use); other flavours
-# build into the cache (MO=), so that both modules can coexist.
+# build a copy of the sources in the cache, so that both modules coexist
+# (Kbuild's MO= would need a source tree without the debug objects).
 . "$(dirname "$0")/lib.sh"
 
 [ -f "$KOUT/Module.symvers" ] || die "no kernel build in $KOUT: run 'make kernel' first"
 log=$LOGS/module-build.log
-mo=()
+mdir=$TOP
 if [ "$FLAVOUR" != debug ]; then
 	log=$LOGS/module-build-$FLAVOUR.log
-	mkdir -p "$(dirname "$(module_ko)")"
-	mo=(MO="$CACHE/module-$FLAVOUR")
+	mdir=$CACHE/module-$FLAVOUR
+	mkdir -p "$mdir/src"
+	rm -f "$mdir/Makefile"
+	cp -p "$TOP/Kbuild" "$mdir/"
+	cp -p "$TOP"/src/Kbuild "$TOP"/src/*.rs "$mdir/src/"
 fi
-cd "$TOP"
-if ! tc make -C "$KOUT" M="$TOP" "${mo[@]}" LLVM=1 -j"$JOBS" "$@" modules >"$log" 2>&1; then
+cd "$mdir"
+if ! tc make -C "$KOUT" M="$mdir" LLVM=1 -j"$JOBS" "$@" modules >"$log" 2>&1; then
 	cat "$log" >&2
 	die "module build failed; log: $log"
 fi
