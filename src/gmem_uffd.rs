@@ -358,6 +358,14 @@ impl VmOperations for Gmem {
         if index >= data.pages() || data.flags & FLAG_INIT_SHARED == 0 {
             return FaultResult::SigBus;
         }
+        // A MINOR event needs no lock, as in shmem: it only reports that the page is there,
+        // and UFFDIO_CONTINUE locks the folio to map it (and fails cleanly if a hole punch
+        // removed it meanwhile, which could happen after the locks below are dropped too).  A
+        // folio that is not up to date is still being written: the locked path waits for it.
+        if vmf.uffd_minor() && mapping.get_folio(index).is_some_and(|f| f.is_uptodate()) {
+            MINOR_EVENTS.add(1, Relaxed);
+            return FaultResult::UffdMinor;
+        }
         // Keeps hole punching out until the folio is locked; truncation waits for the lock.
         let _inval = mapping.invalidate_lock_shared();
         if let Some(folio) = mapping.lock_folio(index) {
