@@ -69,9 +69,7 @@
 #include "kselftest.h"	/* __printf, __noreturn, KSFT_SKIP */
 #include "gmem_util.h"
 
-#define GMEM_DEV	"/dev/guest_memfd"
 #define KVM_DEV		"/dev/kvm"
-#define GMEM_SHARED	(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 #define MAX_VARIANTS	3
 #define SRC_BYTES	(2UL << 20)	/* the data source, >= the largest chunk */
 #define MAGIC		0x676d656d62656e63ULL

@@ -23,7 +23,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -174,9 +173,8 @@ static int recv_fd(int sock)
 static int serve_copies(int uffd, int n)
 {
 	char *src = malloc(page_size);
-	struct pollfd pfd = { .fd = uffd, .events = POLLIN };
 	struct uffd_msg msg;
-	int served = 0;
+	int served = 0, ret;
 
 	if (!src)
 		return -ENOMEM;
@@ -184,14 +182,9 @@ static int serve_copies(int uffd, int n)
 	while (served < n) {
 		struct uffdio_copy copy = { 0 };
 
-		if (poll(&pfd, 1, POLL_TIMEOUT_MS) != 1) {
-			served = -ETIMEDOUT;
-			break;
-		}
-		if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) {
-			if (errno == EAGAIN)
-				continue;
-			served = -errno;
+		ret = uffd_read_msg(uffd, &msg, POLL_TIMEOUT_MS);
+		if (ret) {
+			served = ret;
 			break;
 		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT) {

@@ -198,6 +198,45 @@ static bool round_failed(struct round_err *e)
 	return __atomic_load_n(&e->claimed, __ATOMIC_RELAXED);
 }
 
+/*
+ * The body of both tests' handler threads: read uffd events until *@stop
+ * is set or the round failed, and hand each page fault to @resolve with
+ * two scratch pages; @resolve records its own failure and returns non-zero
+ * to end the loop.
+ */
+static void serve_faults(int uffd, const int *stop, struct round_err *err,
+			 int (*resolve)(void *round, const struct uffd_msg *msg,
+					void *scratch0, void *scratch1),
+			 void *round)
+{
+	void *scratch0 = malloc(page_size), *scratch1 = malloc(page_size);
+	struct uffd_msg msg;
+	int ret;
+
+	if (!scratch0 || !scratch1) {
+		round_fail(err, "handler: out of memory");
+		goto out;
+	}
+	while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE) && !round_failed(err)) {
+		ret = uffd_read_msg(uffd, &msg, POLL_MS);
+		if (ret == -ETIMEDOUT)
+			continue;
+		if (ret) {
+			round_fail(err, "handler: reading the uffd: %s", strerror(-ret));
+			break;
+		}
+		if (msg.event != UFFD_EVENT_PAGEFAULT) {
+			round_fail(err, "handler: unexpected uffd event %#x", msg.event);
+			break;
+		}
+		if (resolve(round, &msg, scratch0, scratch1))
+			break;
+	}
+out:
+	free(scratch0);
+	free(scratch1);
+}
+
 /* A barrier whose waits time out, and which a failing thread can break. */
 struct gate {
 	pthread_mutex_t lock;
@@ -435,9 +474,10 @@ static void *race_reader_fn(void *arg)
 }
 
 /* Serve one fault: write the page unless it is there already, then map it. */
-static int race_resolve(struct race_round *r, const struct uffd_msg *msg, uint64_t *pat,
-			uint64_t *rbuf)
+static int race_resolve(void *round, const struct uffd_msg *msg, void *scratch0, void *scratch1)
 {
+	struct race_round *r = round;
+	uint64_t *pat = scratch0, *rbuf = scratch1;
 	unsigned long addr = msg->arg.pagefault.address & ~((unsigned long)page_size - 1);
 	unsigned long page = (addr - (unsigned long)r->base) / page_size, w;
 	bool zero = true;
@@ -496,32 +536,8 @@ static int race_resolve(struct race_round *r, const struct uffd_msg *msg, uint64
 static void *race_handler_fn(void *arg)
 {
 	struct race_round *r = arg;
-	uint64_t *pat = malloc(page_size), *rbuf = malloc(page_size);
-	struct uffd_msg msg;
-	int ret;
 
-	if (!pat || !rbuf) {
-		round_fail(&r->err, "handler: out of memory");
-		goto out;
-	}
-	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && !round_failed(&r->err)) {
-		ret = uffd_read_msg(r->uffd, &msg, POLL_MS);
-		if (ret == -ETIMEDOUT)
-			continue;
-		if (ret) {
-			round_fail(&r->err, "handler: reading the uffd: %s", strerror(-ret));
-			break;
-		}
-		if (msg.event != UFFD_EVENT_PAGEFAULT) {
-			round_fail(&r->err, "handler: unexpected uffd event %#x", msg.event);
-			break;
-		}
-		if (race_resolve(r, &msg, pat, rbuf))
-			break;
-	}
-out:
-	free(pat);
-	free(rbuf);
+	serve_faults(r->uffd, &r->stop, &r->err, race_resolve, r);
 	return NULL;
 }
 
@@ -909,9 +925,10 @@ static void *pw_reader_fn(void *arg)
  * The handler never writes: a MINOR fault is mapped at once, a MISSING
  * one once pread() shows the page's first chunk (the page exists then).
  */
-static int pw_resolve(struct pw_round *r, const struct uffd_msg *msg, unsigned char *rbuf,
-		      unsigned char *chunk0)
+static int pw_resolve(void *round, const struct uffd_msg *msg, void *scratch0, void *scratch1)
 {
+	struct pw_round *r = round;
+	unsigned char *rbuf = scratch0, *chunk0 = scratch1;
 	unsigned long addr = msg->arg.pagefault.address & ~((unsigned long)page_size - 1);
 	unsigned long page = (addr - (unsigned long)r->base) / page_size;
 	unsigned long csize = pw_chunk_size(), i;
@@ -975,32 +992,8 @@ static int pw_resolve(struct pw_round *r, const struct uffd_msg *msg, unsigned c
 static void *pw_handler_fn(void *arg)
 {
 	struct pw_round *r = arg;
-	unsigned char *rbuf = malloc(page_size), *chunk0 = malloc(page_size);
-	struct uffd_msg msg;
-	int ret;
 
-	if (!rbuf || !chunk0) {
-		round_fail(&r->err, "handler: out of memory");
-		goto out;
-	}
-	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && !round_failed(&r->err)) {
-		ret = uffd_read_msg(r->uffd, &msg, POLL_MS);
-		if (ret == -ETIMEDOUT)
-			continue;
-		if (ret) {
-			round_fail(&r->err, "handler: reading the uffd: %s", strerror(-ret));
-			break;
-		}
-		if (msg.event != UFFD_EVENT_PAGEFAULT) {
-			round_fail(&r->err, "handler: unexpected uffd event %#x", msg.event);
-			break;
-		}
-		if (pw_resolve(r, &msg, rbuf, chunk0))
-			break;
-	}
-out:
-	free(rbuf);
-	free(chunk0);
+	serve_faults(r->uffd, &r->stop, &r->err, pw_resolve, r);
 	return NULL;
 }
 
