@@ -80,11 +80,8 @@ for ((i = done_n + 1; i <= ${#patches[@]}; i++)); do
 	echo "${sums[i - 1]}" >> "$state"
 	build_prefix "$i"
 done
-# The module from a copy of its sources, so that src/ keeps the debug build.
-md=$CACHE/series-module
-mkdir -p "$md/src"
-cp -p "$TOP/Kbuild" "$md/"
-cp -p "$TOP"/src/Kbuild "$TOP"/src/*.rs "$md/src/"
-(cd "$md" && tc make -C "$out" M="$md" LLVM=1 -j"$JOBS" modules) >>"$log" 2>&1 ||
+# The module against the whole series, built as for a flavour of its own
+# (a copy of the sources in $CACHE/module-series; src/ keeps the debug build).
+GMEM_KOUT=$out FLAVOUR=series "$TOP/scripts/build-module.sh" >>"$log" 2>&1 ||
 	die "module does not build against the whole series (log: $log)"
 say "series: all ${#patches[@]} prefixes build, and the module builds against the series"

@@ -11,7 +11,9 @@ LOGS=${LOGS:-$TOP/logs}
 # Flavour of the kernel: "debug" (make check) or "release" (make bench).
 FLAVOUR=${FLAVOUR:-debug}
 SRC=$CACHE/linux-$KVER
-KOUT=$CACHE/build-$FLAVOUR
+# The kernel build of $FLAVOUR; GMEM_KOUT points elsewhere (check-series
+# builds the module against its own tree that way).
+KOUT=${GMEM_KOUT:-$CACHE/build-$FLAVOUR}
 TCROOT=$CACHE/trixie
 JOBS=${JOBS:-$(nproc)}
 
