@@ -52,6 +52,30 @@ free_kb() {
 	pcp=$(awk '/^ +count:/ { s += $2 } END { print s * 4 }' /proc/zoneinfo)
 	awk -v pcp="$pcp" '/^MemFree:/ { print $2 + pcp }' /proc/meminfo
 }
+# Hold one KVM VM for the whole run (selftests/kvm_hold.c says why).  It
+# is never killed: the VM going away would switch the key back, patching
+# __schedule() again while the other CPU runs it; poweroff -f ends the
+# guest with the VM still there.  Started before free memory is measured,
+# so that its VM is in both measurements.  The one switch it makes is
+# made with the other CPUs offline: nothing else runs __schedule() while
+# it is patched, and static-key patching and CPU hotplug exclude each other
+# (cpus_read_lock()), so a CPU coming back sees the finished text.
+if [ -c /dev/kvm ] && [ -x /tests/kvm_hold ]; then
+	others=
+	for c in /sys/devices/system/cpu/cpu[1-9]*/online; do
+		[ -w "$c" ] && echo 0 > "$c" && others="$others $c"
+	done
+	alone=$(nproc)
+	kvm_hold > /tmp/kvm_hold.out 2>&1 &
+	i=0
+	while ! grep -q ready /tmp/kvm_hold.out && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	for c in $others; do echo 1 > "$c"; done
+	echo "@@@ GUEST $(cat /tmp/kvm_hold.out) ($alone CPU online then, $(nproc) now)"
+fi
+
 memfree0=$(free_kb)
 cp /proc/meminfo /tmp/meminfo0
 
@@ -61,19 +85,6 @@ if [ -f /modules/gmem_uffd.ko ]; then
 	rc=$?
 	ls -l /dev/guest_memfd
 	echo "@@@ END setup insmod rc=$rc"
-fi
-
-# Hold one KVM VM for the whole run (selftests/kvm_hold.c says why).
-hold=
-if [ -c /dev/kvm ] && [ -x /tests/kvm_hold ]; then
-	kvm_hold > /tmp/kvm_hold.out 2>&1 &
-	hold=$!
-	i=0
-	while ! grep -q ready /tmp/kvm_hold.out && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	echo "@@@ GUEST $(cat /tmp/kvm_hold.out)"
 fi
 
 while read -r group name tmo cmd; do
@@ -86,8 +97,6 @@ while read -r group name tmo cmd; do
 	echo "@@@ END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
 	sync
 done < /tests/plan
-
-[ -n "$hold" ] && kill "$hold" && wait "$hold" 2>/dev/null
 
 # Every guest memory file and folio is gone once the tests are.
 if [ -d /sys/kernel/debug/gmem_uffd ]; then

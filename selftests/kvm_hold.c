@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * kvm_hold: create a KVM VM and keep it until killed.
+ * kvm_hold: create a KVM VM and keep it until the guest powers off.
  *
  * Not a test: scripts/guest-init.sh starts it before the test plan when
  * /dev/kvm exists.  The first VM of the system enables the preempt-notifier
