@@ -47,7 +47,7 @@ use crate::{
     alloc::Flags,
     bindings,
     error::{code::*, Result},
-    iov::IovIterDest,
+    iov::{IovIterDest, IovIterSource},
     mm::{virt::VmaRef, Mm},
     page::PAGE_SIZE,
     sync::aref::{ARef, AlwaysRefCounted},
@@ -325,6 +325,40 @@ impl LockedFolio {
         }
         Ok(())
     }
+
+    /// Copies up to `len` bytes from `src` into the folio at `offset`, taking no page fault.
+    ///
+    /// This is how a `write()` fills a locked folio from user memory: page faults are disabled
+    /// during the copy, since a fault on the source could need this very folio lock (the source
+    /// may be a mapping of the same file).  The copy stops at the first source page that is not
+    /// present; it returns the number of bytes copied, which may be 0, and advances `src` by
+    /// that much.  Make the source present with [`fault_in_readable`] before taking the lock,
+    /// and fault it in again and retry when fewer bytes were copied than asked.
+    pub fn copy_from_iter_atomic(
+        &self,
+        offset: usize,
+        len: usize,
+        src: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
+        check_range(self.size(), offset, len)?;
+        // SAFETY: The range is within the folio, which we hold locked; `src` is a source
+        // iterator (`data_source` set), and `copy_folio_from_iter_atomic` maps the folio one
+        // page at a time and disables page faults around each copy.
+        Ok(unsafe {
+            bindings::copy_folio_from_iter_atomic(self.as_ptr(), offset, len, src.as_raw())
+        })
+    }
+}
+
+/// Faults in the next `len` bytes of `src` for reading, as far as they can be.
+///
+/// Returns how many of them could not be faulted in: 0 when all of them are present, `len` when
+/// not even the first page is.  To be called without locks that a fault on the source could
+/// need, before [`LockedFolio::copy_from_iter_atomic`].
+pub fn fault_in_readable(src: &mut IovIterSource<'_>, len: usize) -> usize {
+    // SAFETY: `src.as_raw()` is a valid iterator, which `fault_in_iov_iter_readable` only reads;
+    // it may sleep, and takes the `mmap_lock` of the current process for a user iterator.
+    unsafe { bindings::fault_in_iov_iter_readable(src.as_raw(), len) }
 }
 
 impl Deref for LockedFolio {
