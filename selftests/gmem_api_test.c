@@ -759,6 +759,138 @@ TEST_F(gmem_dev, rw_eof)
 	close(fd);
 }
 
+/* Which of the first @pages pages of @mem are in the page cache (bit i). */
+static unsigned long resident(char *mem, int pages)
+{
+	unsigned char vec[16];
+	unsigned long bits = 0;
+	int i;
+
+	assert(pages <= 16);
+	if (mincore(mem, pages * page_size, vec))
+		return ~0UL;
+	for (i = 0; i < pages; i++)
+		bits |= (unsigned long)(vec[i] & 1) << i;
+	return bits;
+}
+
+/*
+ * pwrite() from a buffer that faults: EFAULT with nothing written and no
+ * page left in the file; a buffer that goes bad part way: a short write of
+ * the pages before.
+ */
+TEST_F(gmem_dev, rw_bad_buffer_efault)
+{
+	struct gmem_map m;
+	char *buf;
+
+	setup_map(_metadata, self->dev, &m, 4 * page_size, 4 * page_size, 0);
+	buf = mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	fill(buf, page_size, 0x31);
+	ASSERT_EQ(0, mprotect(buf + page_size, page_size, PROT_NONE));
+
+	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, NULL, 10, 100)));
+	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, buf + page_size, page_size, 0)));
+	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, buf + page_size, 2 * page_size, page_size)));
+	EXPECT_EQ(0UL, resident(m.mem, 4)) TH_LOG("a failed write left a page in the file");
+
+	/* The first page copies, the second faults: a short write. */
+	EXPECT_EQ(page_size, err_of(pwrite(m.fd, buf, 2 * page_size, page_size)));
+	EXPECT_EQ(0x2UL, resident(m.mem, 4));
+	/* Unaligned: the piece up to the bad page is written. */
+	EXPECT_EQ(100, err_of(pwrite(m.fd, buf + page_size - 100, 300, 2 * page_size + 7)));
+	EXPECT_EQ(0x6UL, resident(m.mem, 4));
+	ASSERT_EQ(page_size, read_at(m.fd, page_size, 2 * page_size));
+	EXPECT_TRUE(all_zero(rbuf, 7));
+	EXPECT_EQ(0, memcmp(buf + page_size - 100, rbuf + 7, 100));
+	EXPECT_TRUE(all_zero(rbuf + 107, page_size - 107));
+	EXPECT_EQ(0, memcmp(buf, m.mem + page_size, page_size));
+	munmap(buf, 2 * page_size);
+	put_map(&m);
+}
+
+/*
+ * pwrite() whose source is a mapping of the same file: a present page to a
+ * new one, a page never touched onto itself (the source's fault creates the
+ * page the write then fills: no deadlock on its lock), and a written but
+ * unmapped page onto itself, unaligned.
+ */
+TEST_F(gmem_dev, rw_source_in_same_file)
+{
+	struct gmem_map m;
+
+	setup_map(_metadata, self->dev, &m, 4 * page_size, 4 * page_size, 0);
+	fill(pat_a, 2 * page_size, 0x32);
+	memcpy(m.mem, pat_a, page_size);
+
+	ASSERT_EQ(page_size, err_of(pwrite(m.fd, m.mem, page_size, 2 * page_size)));
+	EXPECT_EQ(0, memcmp(pat_a, m.mem + 2 * page_size, page_size));
+
+	ASSERT_EQ(page_size, err_of(pwrite(m.fd, m.mem + page_size, page_size, page_size)));
+	EXPECT_TRUE(all_zero(m.mem + page_size, page_size));
+
+	ASSERT_EQ(page_size, err_of(pwrite(m.fd, pat_a + page_size, page_size, 3 * page_size)));
+	ASSERT_EQ(300, err_of(pwrite(m.fd, m.mem + 3 * page_size + 50, 300, 3 * page_size + 50)));
+	ASSERT_EQ(page_size, read_at(m.fd, page_size, 3 * page_size));
+	EXPECT_EQ(0, memcmp(pat_a + page_size, rbuf, page_size));
+	EXPECT_EQ(0xfUL, resident(m.mem, 4));
+	put_map(&m);
+}
+
+struct zap_arg {
+	char *src;
+	long len;
+	bool stop;
+};
+
+static void *zap_loop(void *p)
+{
+	struct zap_arg *z = p;
+
+	while (!__atomic_load_n(&z->stop, __ATOMIC_RELAXED))
+		madvise(z->src, z->len, MADV_DONTNEED);
+	return NULL;
+}
+
+/*
+ * pwrite() while another thread keeps unmapping its source (a shared
+ * memfd mapping, so the data stays): a copy that finds the source gone is
+ * retried, and a new page it left empty is not left in the file.  Every
+ * write must be complete and every page hold its source.
+ */
+TEST_F(gmem_dev, rw_source_unmapped_meanwhile)
+{
+	const int pages = 16, rounds = 40;
+	struct zap_arg z = { .len = pages * page_size };
+	pthread_t zapper;
+	int fd, src_fd, r, i;
+
+	src_fd = memfd_create("gmem-src", 0);
+	ASSERT_LE(0, src_fd);
+	ASSERT_EQ(0, ftruncate(src_fd, z.len));
+	z.src = mmap(NULL, z.len, PROT_READ | PROT_WRITE, MAP_SHARED, src_fd, 0);
+	ASSERT_NE(MAP_FAILED, z.src);
+	ASSERT_EQ(0, pthread_create(&zapper, NULL, zap_loop, &z));
+	for (r = 0; r < rounds; r++) {
+		fd = create_gmem(self->dev, z.len, 0);
+		ASSERT_LE(0, fd);
+		fill(z.src, z.len, r);
+		ASSERT_EQ(z.len, err_of(pwrite(fd, z.src, z.len, 0))) TH_LOG("round %d", r);
+		for (i = 0; i < pages; i++) {
+			ASSERT_EQ(page_size, read_at(fd, page_size, i * page_size));
+			ASSERT_EQ(0, memcmp(z.src + i * page_size, rbuf, page_size))
+				TH_LOG("round %d page %d", r, i);
+		}
+		close(fd);
+	}
+	__atomic_store_n(&z.stop, true, __ATOMIC_RELAXED);
+	pthread_join(zapper, NULL);
+	munmap(z.src, z.len);
+	close(src_fd);
+}
+
 TEST_F(gmem_dev, lseek_read_write)
 {
 	const long size = 4 * page_size;

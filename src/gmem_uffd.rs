@@ -22,7 +22,7 @@ use kernel::{
     fs::anon_file::{AnonFileDevice, AnonFileOperations, MmapArea, PseudoFs},
     iov::{IovIterDest, IovIterSource},
     mm::{
-        folio::{LockedFolio, NewFolio},
+        folio::{fault_in_readable, LockedFolio, NewFolio},
         page_cache::AddressSpace,
         virt::{flags as vm_flags, vm_flags_t, VmaRef},
         vm_ops::{FaultResult, UffdOperations, VmFault, VmOperations},
@@ -277,36 +277,48 @@ impl AnonFileOperations for Gmem {
             return Err(ENOSPC);
         }
         let len = core::cmp::min(iov.len() as u64, data.size - start) as usize;
-        // Each page is copied from user memory before any lock is taken: the source may be a
-        // mapping of this very file, whose fault would need the folio lock we are about to hold.
-        let mut buf = kernel::kvec![0u8; PAGE_SIZE]?;
         let mut done = 0;
-        for (index, offset, n) in page_pieces(start, len) {
-            let copied = iov.copy_from_iter(&mut buf[..n]);
-            if copied == 0 {
+        while done < len {
+            let at = start + done as u64;
+            let (index, offset) = (
+                (at / PAGE_SIZE as u64) as usize,
+                (at % PAGE_SIZE as u64) as usize,
+            );
+            let n = core::cmp::min(PAGE_SIZE - offset, len - done);
+            // The source is made present before any lock is taken: it may be a mapping of this
+            // very file, whose fault would need the folio lock held below, where the copy takes
+            // no fault (a page reclaimed meanwhile is faulted in again on the next pass).
+            if fault_in_readable(iov, n) == n {
                 break;
             }
-            let result = (|| -> Result {
+            if kernel::current!().signal_pending() {
+                if done == 0 {
+                    return Err(EINTR);
+                }
+                break;
+            }
+            let result = (|| -> Result<usize> {
                 let _inval = mapping.invalidate_lock_shared();
                 let folio = lock_or_create(mapping, index)?;
+                let copied = folio.copy_from_iter_atomic(offset, n, iov)?;
                 if !folio.is_uptodate() {
+                    if copied == 0 {
+                        // Holds no data: leave a hole, as before this write.
+                        mapping.remove_folio(&folio)?;
+                        return Ok(0);
+                    }
                     // A new page: the part not written reads as zeros.
-                    folio.zero_range(0, folio.size())?;
+                    folio.zero_range(0, offset)?;
+                    folio.zero_range(offset + copied, folio.size() - offset - copied)?;
+                    // Only now may faults, reads and UFFDIO_CONTINUE see the page.
+                    folio.mark_uptodate();
                 }
-                folio.write_bytes(offset, &buf[..copied])?;
-                // Only now may faults, reads and UFFDIO_CONTINUE see the page.
-                folio.mark_uptodate();
-                Ok(())
+                Ok(copied)
             })();
-            if let Err(e) = result {
-                if done == 0 {
-                    return Err(e);
-                }
-                break;
-            }
-            done += copied;
-            if copied < n {
-                break;
+            match result {
+                Ok(copied) => done += copied,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
             }
         }
         finish_io(pos, done, len)
