@@ -374,10 +374,20 @@ impl VmOperations for Gmem {
         // and UFFDIO_CONTINUE locks the folio to map it (and fails cleanly if a hole punch
         // removed it meanwhile, which could happen after the locks below are dropped too).  A
         // folio that is not up to date is still being written: the locked path waits for it.
-        if vmf.uffd_minor() && mapping.get_folio(index).is_some_and(|f| f.is_uptodate()) {
+        //
+        // A MISSING event needs none either, as in shmem: a page added after the lookup is
+        // reported missing all the same, and the handler's UFFDIO_COPY then fails with EEXIST
+        // (and wakes the faulting thread), as it does when two threads fault on one page.
+        let folio = mapping.get_folio(index);
+        if vmf.uffd_minor() && folio.as_ref().is_some_and(|f| f.is_uptodate()) {
             MINOR_EVENTS.add(1, Relaxed);
             return FaultResult::UffdMinor;
         }
+        if vmf.uffd_missing() && folio.is_none() {
+            MISSING_EVENTS.add(1, Relaxed);
+            return FaultResult::UffdMissing;
+        }
+        drop(folio);
         // Keeps hole punching out until the folio is locked; truncation waits for the lock.
         let _inval = mapping.invalidate_lock_shared();
         if let Some(folio) = mapping.lock_folio(index) {
