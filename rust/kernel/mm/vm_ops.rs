@@ -16,7 +16,7 @@
 
 use crate::{
     bindings,
-    error::{Error, Result},
+    error::{Error, Result, VTABLE_DEFAULT_ERROR},
     mm::{
         folio::{LockedFolio, NewFolio},
         page_cache::AddressSpace,
@@ -102,6 +102,23 @@ pub enum FaultResult {
 pub trait VmOperations: Sized + 'static {
     /// The private data of the mapped file.
     type Data: ForeignOwnable + Send + Sync;
+
+    /// Returns whether core mm may map the up-to-date folios of the file's page cache without
+    /// calling [`VmOperations::fault`], as it does for page-cache backed files and shmem
+    /// (`->map_pages` is then `filemap_map_pages()`).
+    ///
+    /// Core mm asks on read faults, before `fault`: it then maps the up-to-date folios it finds
+    /// at and around the faulting page (fault-around, which userfaultfd turns off for VMAs
+    /// registered for MINOR faults), and calls `fault` only if the faulting page was not among
+    /// them.  Return `true` only if every folio of the page cache that is up to date may be
+    /// mapped as it is.
+    ///
+    /// Implementing this, even to return `false`, also tells core mm that `fault` does not need
+    /// the mmap lock: it is then called under the per-VMA lock, where without it core mm
+    /// retries every fault under the mmap lock (`vmf_can_call_fault()`).
+    fn may_map_pages(_data: <Self::Data as ForeignOwnable>::Borrowed<'_>) -> bool {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
     /// Handles a page fault in a VMA mapping the file.
     fn fault(
@@ -200,8 +217,41 @@ impl<T: VmOperations> VmOpsTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `->map_pages` of a VMA set up by [`VmaNew::set_vm_ops`], with the
+    /// VMA read lock (or the mmap lock) held.
+    unsafe extern "C" fn map_pages(
+        vmf: *mut bindings::vm_fault,
+        start_pgoff: c_ulong,
+        end_pgoff: c_ulong,
+    ) -> bindings::vm_fault_t {
+        // SAFETY: `vmf` is valid for the duration of `->map_pages`.
+        let fault = unsafe { &*vmf.cast::<VmFault>() };
+        // SAFETY: The VMA was set up by `set_vm_ops`, whose caller guarantees the file data.
+        let (data, _) = unsafe { vma_data::<T>(fault.vma().as_ptr()) };
+        if !T::may_map_pages(data) {
+            // Nothing mapped: core mm calls `->fault`.
+            return 0;
+        }
+        // SAFETY: Called as `->map_pages` with the arguments core mm gave us; the driver
+        // vouches that its up-to-date folios may be mapped as they are.
+        unsafe { bindings::filemap_map_pages(vmf, start_pgoff, end_pgoff) }
+    }
+
+    /// `->map_pages`, if the driver implements [`VmOperations::may_map_pages`].
+    #[allow(clippy::type_complexity)]
+    const MAP_PAGES: Option<
+        unsafe extern "C" fn(*mut bindings::vm_fault, c_ulong, c_ulong) -> bindings::vm_fault_t,
+    > = if T::HAS_MAY_MAP_PAGES {
+        Some(Self::map_pages)
+    } else {
+        None
+    };
+
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(Self::fault),
+        map_pages: Self::MAP_PAGES,
         ..pin_init::zeroed()
     };
 }
@@ -319,6 +369,7 @@ impl<T: UffdOperations> UffdOpsTable<T> {
 
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(VmOpsTable::<T>::fault),
+        map_pages: VmOpsTable::<T>::MAP_PAGES,
         uffd_ops: &Self::UFFD_VTABLE,
         ..pin_init::zeroed()
     };
