@@ -994,6 +994,44 @@ TEST_F(gmem_dev, mmap_coherent_with_rw)
 	put_map(&m);
 }
 
+/* Whether the page at @addr is mapped in this process (/proc/self/pagemap). */
+static int pte_present(void *addr)
+{
+	uint64_t ent;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, &ent, sizeof(ent), (uintptr_t)addr / page_size * sizeof(ent));
+	close(fd);
+	return n == sizeof(ent) ? !!(ent >> 63) : -1;
+}
+
+/*
+ * Fault-around: a read fault maps the pages around it that the file holds
+ * (as for shmem), and never one it does not hold: pages 0-3 written, a read
+ * of page 1 maps 0, 2 and 3 too and leaves 4 unmapped and absent.
+ */
+TEST_F(gmem_dev, mmap_fault_around)
+{
+	struct gmem_map m;
+	int i;
+
+	setup_map(_metadata, self->dev, &m, 8 * page_size, 8 * page_size, 0);
+	fill(pat_a, 4 * page_size, 0x2b);
+	ASSERT_EQ(4 * page_size, err_of(pwrite(m.fd, pat_a, 4 * page_size, 0)));
+	for (i = 0; i < 8; i++)
+		ASSERT_EQ(0, pte_present(m.mem + i * page_size)) TH_LOG("page %d", i);
+	(void)__atomic_load_n(m.mem + page_size, __ATOMIC_RELAXED);
+	for (i = 0; i < 4; i++)
+		EXPECT_EQ(1, pte_present(m.mem + i * page_size)) TH_LOG("page %d", i);
+	EXPECT_EQ(0, pte_present(m.mem + 4 * page_size));
+	EXPECT_EQ(0xfUL, resident(m.mem, 8));
+	EXPECT_EQ(0, memcmp(pat_a, m.mem, 4 * page_size));
+	put_map(&m);
+}
+
 TEST_F(gmem_dev, mmap_punch_hole)
 {
 	struct gmem_map m;

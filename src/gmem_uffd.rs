@@ -365,6 +365,13 @@ impl AnonFileOperations for Gmem {
 impl VmOperations for Gmem {
     type Data = KBox<Gmem>;
 
+    // An up-to-date folio is complete (see `write_iter`), so it may be mapped as it is, unless
+    // the memory is private to the guest (no INIT_SHARED: every fault gets SIGBUS).  `fault`
+    // needs no mmap lock; without this, core mm would retry every fault under it.
+    fn may_map_pages(data: &Gmem) -> bool {
+        data.flags & FLAG_INIT_SHARED != 0
+    }
+
     fn fault(data: &Gmem, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult {
         let index = vmf.pgoff();
         if index >= data.pages() || data.flags & FLAG_INIT_SHARED == 0 {
