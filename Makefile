@@ -3,6 +3,8 @@
 #
 #   make run      build everything, boot QEMU, run the demo (smoke run for now)
 #   make check    build everything, boot the debug kernel, run every test
+#   make bench    the release kernel: gmem against shmem and KVM guest_memfd
+#   make profile  the release kernel: where the benchmarked paths spend time
 #
 # Variables (see README.md): KERNEL_TARBALL, GMEM_CACHE, JOBS, ACCEL,
 # QEMU_TIMEOUT, QEMU_MEM, QEMU_SMP, FORCE, TESTS.
@@ -15,7 +17,7 @@ S := scripts
 
 export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP FORCE FLAVOUR TESTS ARGS
 
-.PHONY: all run check stress bench build toolchain kernel-src kernel-tree kernel-config kernel \
+.PHONY: all run check stress bench profile build toolchain kernel-src kernel-tree kernel-config kernel \
 	module selftests export-patches check-series lint clean help
 
 all: build
@@ -34,6 +36,9 @@ stress:
 
 bench:
 	@$(S)/pipeline.sh bench
+
+profile:
+	@$(S)/pipeline.sh profile
 
 build:
 	@$(S)/pipeline.sh build

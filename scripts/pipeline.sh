@@ -4,6 +4,7 @@
 #   pipeline.sh build            toolchain, kernel source, tree, config, kernel, module, tests
 #   pipeline.sh check|run|stress build, then boot QEMU with selftests/<name>.plan
 #   pipeline.sh bench            the same with the release kernel, then the report
+#   pipeline.sh profile          the release kernel, selftests/profile.plan (sampled)
 # A plan may say @ARGS@ where the options given as ARGS=... belong.
 . "$(dirname "$0")/lib.sh"
 
@@ -69,5 +70,11 @@ bench)
 	boot bench
 	stage "bench report" python3 "$S/bench-report.py" "$LOGS/bench-guest.log" "$LOGS"
 	;;
-*) die "usage: pipeline.sh build|check|run|stress|bench" ;;
+profile)
+	export FLAVOUR=release
+	build
+	boot profile
+	grep -E '^(PROFILE|LATENCY)' "$LOGS/profile-guest.log" || die "no PROFILE lines in $LOGS/profile-guest.log"
+	;;
+*) die "usage: pipeline.sh build|check|run|stress|bench|profile" ;;
 esac
