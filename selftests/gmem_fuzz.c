@@ -820,9 +820,8 @@ static void op_fill(struct ffile *f, bool copy)
 
 /*
  * pwrite() to @dst from a mapping of @src: the source faults inside the
- * syscall.  The module copies each destination page's piece from the
- * source before writing it, so an overlap of the same file reads what the
- * earlier pieces wrote.
+ * syscall.  @src may be @dst, with byte ranges that do not overlap; a
+ * source page may still be one an earlier piece of the write created.
  */
 static void op_pwrite_from_map(struct ffile *dst)
 {
@@ -842,9 +841,12 @@ static void op_pwrite_from_map(struct ffile *dst)
 		off = rnd(dst->size - len + 1);
 	}
 	want = expected_write(dst, off, len);
-	/* shmem copies straight from the source: an overlap is memcpy()'s undefined case. */
-	if (F.memfd && src == dst && off < soff + len && soff < off + len) {
-		history("pwrite_from_map file %d: overlap on a memfd, skipped", fid(dst));
+	/*
+	 * Both copy straight from the source into the page cache, a page at
+	 * a time: an overlap is memcpy()'s undefined case.
+	 */
+	if (src == dst && off < soff + len && soff < off + len) {
+		history("pwrite_from_map file %d: overlap, skipped", fid(dst));
 		return;
 	}
 	history("pwrite_from_map file %d (#%u) off %ld len %ld from file %d (#%u) map %#llx off %ld",
