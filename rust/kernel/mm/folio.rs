@@ -334,6 +334,35 @@ impl LockedFolio {
     /// present; it returns the number of bytes copied, which may be 0, and advances `src` by
     /// that much.  Make the source present with [`fault_in_readable`] before taking the lock,
     /// and fault it in again and retry when fewer bytes were copied than asked.
+    ///
+    /// # Examples
+    ///
+    /// From a kernel buffer (a `write()` passes a user one):
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use kernel::{bindings, iov::IovIterSource, page::PAGE_SIZE};
+    /// use kernel::mm::folio::{fault_in_readable, Folio, NewFolio};
+    ///
+    /// let locked = Folio::lock(NewFolio::alloc(GFP_KERNEL)?.into());
+    /// let mut data = *b"guest memory";
+    /// let kvec = bindings::kvec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    /// let mut raw = MaybeUninit::<bindings::iov_iter>::uninit();
+    /// // SAFETY: `kvec` describes `data`; both outlive the iterator.
+    /// unsafe { bindings::iov_iter_kvec(raw.as_mut_ptr(), bindings::ITER_SOURCE, &kvec, 1, 12) };
+    /// // SAFETY: Initialised just above, as a source, and only used through `src`.
+    /// let src = unsafe { IovIterSource::from_raw(raw.as_mut_ptr()) };
+    ///
+    /// assert_eq!(fault_in_readable(src, 12), 0);
+    /// assert_eq!(locked.copy_from_iter_atomic(PAGE_SIZE - 4, 8, src), Err(EINVAL));
+    /// assert_eq!(locked.copy_from_iter_atomic(100, 5, src)?, 5);
+    /// assert_eq!(locked.copy_from_iter_atomic(105, 7, src)?, 7);
+    /// assert!(src.is_empty());
+    /// let mut buf = [0_u8; 12];
+    /// locked.read_bytes(100, &mut buf)?;
+    /// assert_eq!(&buf, b"guest memory");
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn copy_from_iter_atomic(
         &self,
         offset: usize,
