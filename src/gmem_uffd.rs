@@ -291,12 +291,6 @@ impl AnonFileOperations for Gmem {
             if fault_in_readable(iov, n) == n {
                 break;
             }
-            if kernel::current!().signal_pending() {
-                if done == 0 {
-                    return Err(EINTR);
-                }
-                break;
-            }
             let result = (|| -> Result<usize> {
                 let _inval = mapping.invalidate_lock_shared();
                 let folio = lock_or_create(mapping, index)?;
@@ -316,6 +310,14 @@ impl AnonFileOperations for Gmem {
                 Ok(copied)
             })();
             match result {
+                Ok(0) if kernel::current!().signal_pending() => {
+                    // The source keeps going away between the fault-in and the copy (another
+                    // thread unmapping it): a signal ends the retries.
+                    if done == 0 {
+                        return Err(EINTR);
+                    }
+                    break;
+                }
                 Ok(copied) => done += copied,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
