@@ -79,7 +79,6 @@
 #define OP_TIMEOUT_S		60	/* one operation, faults included */
 #define FAILED_GRACE_S		3	/* the handler failed and the operation hangs */
 #define CHILD_TIMEOUT_MS	20000
-#define CONTINUE_RETRIES	1000
 
 enum op {
 	OP_PWRITE, OP_PREAD, OP_MAP_WRITE, OP_MAP_READ, OP_FALLOCATE, OP_PUNCH,
@@ -418,7 +417,7 @@ static void serve_fault(const struct uffd_msg *msg)
 	struct fmap *map = NULL;
 	struct ffile *f;
 	long page;
-	int i;
+	int ret;
 
 	f = find_addr(addr, &map);
 	if (!f) {
@@ -445,19 +444,13 @@ static void serve_fault(const struct uffd_msg *msg)
 
 	if (minor) {
 		F.minor++;
-		for (i = 0; i < CONTINUE_RETRIES; i++) {
-			memset(&cont, 0, sizeof(cont));
-			cont.range.start = addr;
-			cont.range.len = F.page_size;
-			if (!ioctl(F.uffd, UFFDIO_CONTINUE, &cont))
-				return;
-			if (errno != EAGAIN)
-				break;
-			F.cont_eagain++;
-			sched_yield();
-		}
-		fz_fail("op %lu: UFFDIO_CONTINUE of file %d page %ld: %s", F.op, fid(f), page,
-			strerror(errno));
+		memset(&cont, 0, sizeof(cont));
+		cont.range.start = addr;
+		cont.range.len = F.page_size;
+		ret = uffd_ioctl_retry(F.uffd, UFFDIO_CONTINUE, &cont, &F.cont_eagain);
+		if (ret)
+			fz_fail("op %lu: UFFDIO_CONTINUE of file %d page %ld: %s", F.op, fid(f),
+				page, strerror(-ret));
 		return;
 	}
 	F.missing++;

@@ -81,7 +81,6 @@
 #define GATE_TIMEOUT_MS		10000	/* a thread waiting for its partner */
 #define PRESENT_TIMEOUT_MS	5000	/* the handler waiting for a page to be written */
 #define SNAP_TIMEOUT_MS		5000	/* the reader waiting for the last chunk */
-#define CONTINUE_RETRIES	1000	/* UFFDIO_CONTINUE returning EAGAIN */
 #define FAILED_GRACE_MS		2000	/* the threads ending after a failure */
 
 static long page_size;
@@ -136,28 +135,15 @@ static int create_file(int dev, long size)
 static int uffd_continue_page(int uffd, void *page, unsigned long *eexist,
 			      unsigned long *eagain)
 {
-	struct uffdio_continue cont;
-	struct uffdio_range wake;
-	int i;
+	struct uffdio_continue cont = {
+		.range = { .start = (unsigned long)page, .len = page_size },
+	};
+	int ret = uffd_ioctl_retry(uffd, UFFDIO_CONTINUE, &cont, eagain);
 
-	for (i = 0; i < CONTINUE_RETRIES; i++) {
-		memset(&cont, 0, sizeof(cont));
-		cont.range.start = (unsigned long)page;
-		cont.range.len = page_size;
-		if (!ioctl(uffd, UFFDIO_CONTINUE, &cont))
-			return 0;
-		if (errno == EEXIST) {
-			(*eexist)++;
-			wake.start = (unsigned long)page;
-			wake.len = page_size;
-			return ioctl(uffd, UFFDIO_WAKE, &wake) ? -errno : 0;
-		}
-		if (errno != EAGAIN)
-			return -errno;
-		(*eagain)++;
-		sched_yield();
-	}
-	return -EAGAIN;
+	if (ret != -EEXIST)
+		return ret;
+	(*eexist)++;
+	return ioctl(uffd, UFFDIO_WAKE, &cont.range) ? -errno : 0;
 }
 
 static bool debugfs_present(void)

@@ -76,7 +76,6 @@
 #define POLL_MS			100
 #define OP_TIMEOUT_S		60	/* one operation, its faults included */
 #define JOIN_TIMEOUT_S		30
-#define RETRIES			1000	/* EAGAIN from UFFDIO_COPY/CONTINUE */
 
 enum op {
 	OP_READ_MAP, OP_STORE_SAME, OP_PREAD, OP_PWRITE_NEW, OP_MAP_WRITE_NEW, OP_PUNCH,
@@ -233,17 +232,8 @@ static int uffd_copy_page(long page, const void *src)
 		.src = (unsigned long)src,
 		.len = S.page_size,
 	};
-	int i;
 
-	for (i = 0; i < RETRIES; i++) {
-		copy.copy = 0;
-		if (!ioctl(S.uffd, UFFDIO_COPY, &copy))
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
-		sched_yield();
-	}
-	return -EAGAIN;
+	return uffd_ioctl_retry(S.uffd, UFFDIO_COPY, &copy, NULL);
 }
 
 static int uffd_continue_page(long page)
@@ -251,17 +241,8 @@ static int uffd_continue_page(long page)
 	struct uffdio_continue cont = {
 		.range = { .start = (unsigned long)addr_of(page), .len = S.page_size },
 	};
-	int i;
 
-	for (i = 0; i < RETRIES; i++) {
-		cont.mapped = 0;
-		if (!ioctl(S.uffd, UFFDIO_CONTINUE, &cont))
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
-		sched_yield();
-	}
-	return -EAGAIN;
+	return uffd_ioctl_retry(S.uffd, UFFDIO_CONTINUE, &cont, NULL);
 }
 
 static int uffd_wake_page(long page)

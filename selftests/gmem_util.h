@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -219,6 +220,32 @@ static inline int uffd_read_msg(int uffd, struct uffd_msg *msg, int timeout_ms)
 			continue;
 		return n < 0 ? -errno : -EIO;
 	}
+}
+
+/* How often a filling ioctl that fails with EAGAIN is tried before giving up. */
+#define UFFD_EAGAIN_TRIES	1000
+
+/*
+ * A filling ioctl (@req: UFFDIO_COPY, UFFDIO_CONTINUE, ...) on @uffd with
+ * @arg, tried again while it fails with EAGAIN (the mm is changing under a
+ * non-cooperative event), up to UFFD_EAGAIN_TRIES times; *@eagain, unless
+ * NULL, counts the retries.  0 or -errno.
+ */
+static inline int uffd_ioctl_retry(int uffd, unsigned long req, void *arg,
+				   unsigned long *eagain)
+{
+	int i;
+
+	for (i = 0; i < UFFD_EAGAIN_TRIES; i++) {
+		if (!ioctl(uffd, req, arg))
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+		if (eagain)
+			(*eagain)++;
+		sched_yield();
+	}
+	return -EAGAIN;
 }
 
 /* Register [@addr, @addr + @len) for @mode: 0 or -errno; *@ioctls unless NULL. */
