@@ -791,7 +791,8 @@ TEST_F(gmem_dev, rw_bad_buffer_efault)
 	fill(buf, page_size, 0x31);
 	ASSERT_EQ(0, mprotect(buf + page_size, page_size, PROT_NONE));
 
-	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, NULL, 10, 100)));
+	/* The second page of the address space: below mmap_min_addr, never mapped. */
+	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, (void *)(uintptr_t)page_size, 10, 100)));
 	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, buf + page_size, page_size, 0)));
 	EXPECT_EQ(-EFAULT, err_of(pwrite(m.fd, buf + page_size, 2 * page_size, page_size)));
 	EXPECT_EQ(0UL, resident(m.mem, 4)) TH_LOG("a failed write left a page in the file");
