@@ -32,10 +32,33 @@ apt_need() {
 command -v as >/dev/null && command -v objcopy >/dev/null || apt_need binutils "as, objcopy"
 # userfaultfd-sys makes its bindings with bindgen at build time, which
 # loads libclang (no version of the crate ships pregenerated bindings).
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1 &&
-	[ -z "${LIBCLANG_PATH:-}" ]; then
+# Ask what bindgen asks: a library named as clang-sys looks for it
+# (libclang.so*, libclang-N.so*; not libclang-cpp, a different library),
+# that loads and exports clang_createIndex.
+have_libclang() {
+	python3 - "${LIBCLANG_PATH:-}" <<'PY'
+import ctypes, glob, os, re, sys
+dirs = [sys.argv[1]] if sys.argv[1] else []
+dirs += glob.glob("/usr/lib/llvm-*/lib") + glob.glob("/usr/lib/*-linux-gnu") + ["/usr/lib", "/usr/local/lib"]
+name = re.compile(r"^libclang(-[0-9][0-9.]*)?\.so(\.[0-9.]+)?$")
+for d in dirs:
+    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if not name.match(f):
+            continue
+        try:
+            ctypes.CDLL(os.path.join(d, f)).clang_createIndex
+        except (OSError, AttributeError):
+            continue
+        print(os.path.join(d, f))
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+if ! lib=$(have_libclang); then
 	apt_need libclang1 "libclang, for bindgen"
+	lib=$(have_libclang) || die "libclang1 installed, but no loadable libclang found for bindgen"
 fi
+say "vmm: bindgen loads $lib"
 rustup target list --installed 2>/dev/null | grep -qx "$TRIPLE" ||
 	rustup target add "$TRIPLE" >>"$log" 2>&1 || true
 
