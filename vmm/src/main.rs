@@ -8,199 +8,107 @@
 //!   gmem-vmm restore restore from the snapshot file, verify, report
 //!
 //! The output is TAP: one test per step; a `RESULT key=value ...` line per
-//! restore is for scripts.  Exit status 0 only if every step passed.
+//! restore is for scripts, and a `SUMMARY key=value ...` line per restore
+//! step, all at the end, for the terminal.  Exit status 0 only if every
+//! step passed.
 
 mod abi;
+mod cli;
+mod error;
 mod guest;
 mod handler;
 mod memory;
+mod pages;
 mod snapshot;
 mod vm;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use handler::{Handler, Inject, Mode};
+use cli::{Command, Opts};
+use error::{Context, Error, GuestFailure, Result};
+use handler::{Handler, Inject, Mode, Stats};
 use memory::{Backend, GuestMemory, PAGE_SIZE};
 use snapshot::Snapshot;
 use vm::{Stop, Vm};
-
-const USAGE: &str = "\
-usage: gmem-vmm demo|record|restore [options]
-  demo      record, then restore for every backend and mode (the default)
-  record    boot the guest, let it fill its memory, save the snapshot
-  restore   restore the snapshot lazily for every backend and mode
-options (a later one wins; lists are comma-separated):
-  --mem-mib N           guest memory in MiB for record (default 64)
-  --mode LIST           restore modes: missing, minor (default: both)
-  --backend LIST        guest memory: gmem, memfd (default: demo both, else gmem)
-  --snapshot PATH       snapshot file (default /tmp/gmem-vmm.snap)
-  --seed N              seed of the guest's pattern
-  --keep                demo: keep the snapshot file
-  --rm                  restore: remove the snapshot file at the end
-  --inject corrupt|twice  fault injection, to test the checks: serve one page
-                        corrupted, or punch it out after serving it so that it
-                        is served twice; each restore step then passes only if
-                        the failure is detected";
-
-struct Opts {
-    cmd: String,
-    mem_mib: u64,
-    modes: Vec<Mode>,
-    backends: Option<Vec<Backend>>,
-    snapshot: String,
-    seed: u64,
-    keep: bool,
-    rm: bool,
-    inject: Option<Inject>,
-}
-
-fn parse_list<T>(s: &str, f: fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
-    s.split(',')
-        .map(|x| f(x).ok_or_else(|| format!("unknown {what} '{x}'")))
-        .collect()
-}
-
-fn parse_num(s: &str) -> Result<u64, String> {
-    let r = match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => s.parse(),
-    };
-    r.map_err(|_| format!("not a number: '{s}'"))
-}
-
-fn parse_args() -> Result<Opts, String> {
-    let mut args = std::env::args().skip(1);
-    let mut o = Opts {
-        cmd: "demo".into(),
-        mem_mib: 64,
-        modes: vec![Mode::Missing, Mode::Minor],
-        backends: None,
-        snapshot: "/tmp/gmem-vmm.snap".into(),
-        seed: 0x6a09_e667_f3bc_c908,
-        keep: false,
-        rm: false,
-        inject: None,
-    };
-    let mut first = true;
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "demo" | "record" | "restore" if first => o.cmd = a.clone(),
-            "--mem-mib" => o.mem_mib = parse_num(&val()?)?,
-            "--mode" | "--modes" => o.modes = parse_list(&val()?, Mode::parse, "mode")?,
-            "--backend" | "--backends" => {
-                o.backends = Some(parse_list(&val()?, Backend::parse, "backend")?)
-            }
-            "--snapshot" => o.snapshot = val()?,
-            "--seed" => o.seed = parse_num(&val()?)?,
-            "--keep" => o.keep = true,
-            "--rm" => o.rm = true,
-            "--inject" => {
-                let v = val()?;
-                o.inject = Some(Inject::parse(&v).ok_or_else(|| format!("unknown --inject '{v}'"))?)
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown argument '{a}'\n{USAGE}")),
-        }
-        first = false;
-    }
-    let max = guest::MAX_MEM >> 20;
-    if o.mem_mib < 1 || o.mem_mib > max {
-        return Err(format!("--mem-mib must be 1..{max}"));
-    }
-    Ok(o)
-}
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
 /// The guest's verdict, explained with the registers it leaves.
-fn verdict(stop: Stop, vm: &Vm) -> Result<(), String> {
-    let regs = vm
-        .vcpu
-        .get_regs()
-        .map_err(|e| format!("KVM_GET_REGS: {e}"))?;
-    match stop {
-        Stop::Verdict(abi::VERDICT_PASS) => Ok(()),
-        Stop::Verdict(abi::VERDICT_BAD_WORD) => Err(format!(
-            "guest: wrong word at {:#x}: found {:#018x}, expected {:#018x}",
-            regs.rbx, regs.rcx, regs.r11
-        )),
-        Stop::Verdict(abi::VERDICT_BAD_CSUM) => Err(format!(
-            "guest: checksum {:#x} differs from the saved one (memory {:#x}?, r15 {:#x})",
-            regs.rbx,
-            abi::CSUM_ADDR,
-            regs.r15
-        )),
-        other => Err(format!(
-            "guest: unexpected stop {other:?} at rip {:#x}",
-            regs.rip
-        )),
-    }
+fn verdict(stop: Stop, vm: &Vm) -> Result<()> {
+    let regs = vm.vcpu.get_regs().context("KVM_GET_REGS")?;
+    let failure = match stop {
+        Stop::Verdict(abi::VERDICT_PASS) => return Ok(()),
+        Stop::Verdict(abi::VERDICT_BAD_WORD) => GuestFailure::BadWord {
+            addr: regs.rbx,
+            found: regs.rcx,
+            expected: regs.r11,
+        },
+        Stop::Verdict(abi::VERDICT_BAD_CSUM) => GuestFailure::BadChecksum {
+            sum: regs.rbx,
+            r15: regs.r15,
+        },
+        stop => GuestFailure::UnexpectedStop {
+            stop,
+            rip: regs.rip,
+        },
+    };
+    Err(failure.into())
 }
 
 /// Record: a new VM over `backend` memory, the payload fills it, the VMM
 /// saves memory and vCPU state at the payload's "snapshot now", then lets
 /// the guest verify its own memory once (no userfaultfd involved) so that
 /// a restore failure is known not to be the payload's.
-fn record(o: &Opts, backend: Backend) -> Result<String, String> {
+fn record(o: &Opts, backend: Backend) -> Result<String> {
     let size = (o.mem_mib << 20) as usize;
     let t0 = Instant::now();
-    let mut mem = GuestMemory::new(backend, size).map_err(|e| e.to_string())?;
+    let mut mem = GuestMemory::new(backend, size)?;
     // SAFETY: no vCPU yet.
     guest::load(unsafe { mem.as_mut_slice() });
     let mut vm = Vm::new(&mem)?;
-    let sregs = vm
-        .vcpu
-        .get_sregs()
-        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    let sregs = vm.vcpu.get_sregs().context("KVM_GET_SREGS")?;
     vm.vcpu
         .set_sregs(&guest::long_mode_sregs(sregs))
-        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+        .context("KVM_SET_SREGS")?;
     vm.vcpu
         .set_regs(&guest::entry_regs(size as u64, o.seed))
-        .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+        .context("KVM_SET_REGS")?;
 
     let t_fill = Instant::now();
     match vm.run()? {
         Stop::Snapshot => {}
-        other => return Err(format!("guest stopped with {other:?} before its snapshot")),
+        other => return Err(Error::StopBeforeSnapshot(other)),
     }
     let fill_s = t_fill.elapsed().as_secs_f64();
     let state = vm.complete_io_and_save()?;
     let t_save = Instant::now();
     // SAFETY: the vCPU is stopped.
     snapshot::save(&o.snapshot, o.seed, &state, unsafe { mem.as_slice() })
-        .map_err(|e| format!("save {}: {e}", o.snapshot))?;
+        .with_context(|| format!("save {}", o.snapshot))?;
     let save_s = t_save.elapsed().as_secs_f64();
 
     let t_check = Instant::now();
     let stop = vm.run()?;
-    verdict(stop, &vm).map_err(|e| format!("self-check after record: {e}"))?;
+    verdict(stop, &vm).context("self-check after record")?;
     let check_s = t_check.elapsed().as_secs_f64();
     println!(
-        "# record {}: {} MiB, guest filled it in {fill_s:.2} s, snapshot {} saved in {save_s:.2} s, \
+        "# record {backend}: {} MiB, guest filled it in {fill_s:.2} s, snapshot {} saved in {save_s:.2} s, \
          guest self-check PASS in {check_s:.2} s",
-        backend.name(),
-        o.mem_mib,
-        o.snapshot
+        o.mem_mib, o.snapshot
     );
     println!(
-        "RESULT step=record backend={} mem_mib={} fill_s={fill_s:.3} save_s={save_s:.3} \
+        "RESULT step=record backend={backend} mem_mib={} fill_s={fill_s:.3} save_s={save_s:.3} \
          check_s={check_s:.3} wall_s={:.3}",
-        backend.name(),
         o.mem_mib,
         t0.elapsed().as_secs_f64()
     );
     Ok(format!(
-        "record {} MiB on {} (guest self-check passed)",
-        o.mem_mib,
-        backend.name()
+        "record {} MiB on {backend} (guest self-check passed)",
+        o.mem_mib
     ))
 }
 
@@ -219,19 +127,60 @@ fn memcpy_mib_s(snap: &Snapshot) -> f64 {
     mib(src.len() as u64) / best.max(1e-9)
 }
 
+/// A restore that ran to the guest's verdict: what it measured, not yet
+/// judged.
+struct Restored {
+    name: String,
+    mem_mib: u64,
+    pages: u64,
+    stats: Stats,
+    /// MiB served per second of the vCPU's run.
+    rate: f64,
+    /// MiB/s of a plain memcpy of the same memory.
+    memcpy: f64,
+    /// The guest's own verdict.
+    guest: Result<()>,
+}
+
+impl Restored {
+    /// The step's result: the guest's verdict, no page served twice, a
+    /// plausible number of pages served.
+    fn check(self) -> Result<String> {
+        self.guest?;
+        let st = &self.stats;
+        if st.served_twice != 0 {
+            return Err(Error::ServedTwice {
+                count: st.served_twice,
+                first: st.first_twice.unwrap_or(0),
+            });
+        }
+        if st.served + 1 > self.pages || st.served == 0 {
+            return Err(Error::ServedCount {
+                served: st.served,
+                pages: self.pages,
+            });
+        }
+        Ok(format!(
+            "restore {}: guest verified {} MiB",
+            self.name, self.mem_mib
+        ))
+    }
+}
+
 /// Restore: a new VM and a new memory file, registered with userfaultfd in
 /// `mode`; the handler thread serves every fault from the snapshot; the
 /// vCPU resumes from the saved state and verifies all of its memory.
+/// Prints the report; the verdict is left to `Restored::check`.
 fn restore(
     o: &Opts,
     backend: Backend,
     mode: Mode,
     inject: Option<(Inject, usize)>,
-) -> Result<String, String> {
+) -> Result<Restored> {
     let wall = Instant::now();
-    let snap = Arc::new(Snapshot::open(&o.snapshot).map_err(|e| e.to_string())?);
+    let snap = Arc::new(Snapshot::open(&o.snapshot)?);
     let size = snap.mem_size;
-    let mem = Arc::new(GuestMemory::new(backend, size).map_err(|e| e.to_string())?);
+    let mem = Arc::new(GuestMemory::new(backend, size)?);
     let uffd = Arc::new(handler::register(&mem, backend, mode)?);
     let handler = Handler::spawn(uffd, mem.clone(), snap.clone(), mode, inject)?;
     let mut vm = Vm::new(&mem)?;
@@ -243,16 +192,14 @@ fn restore(
     // fault.
     let rip = snap.state.regs.rip;
     let before = handler.events();
-    let tr = vm
-        .vcpu
-        .translate_gva(rip)
-        .map_err(|e| format!("KVM_TRANSLATE: {e}"))?;
+    let tr = vm.vcpu.translate_gva(rip).context("KVM_TRANSLATE")?;
     let kvm_faults = handler.events() - before;
     if tr.valid == 0 || tr.physical_address != rip {
-        return Err(format!(
-            "KVM_TRANSLATE({rip:#x}): valid {} gpa {:#x}, expected the identity map",
-            tr.valid, tr.physical_address
-        ));
+        return Err(Error::Translate {
+            rip,
+            valid: tr.valid,
+            gpa: tr.physical_address,
+        });
     }
 
     let t0 = Instant::now();
@@ -268,7 +215,7 @@ fn restore(
     let pages = (size / PAGE_SIZE) as u64;
     let served_bytes = st.served * PAGE_SIZE as u64;
     let rate = mib(served_bytes) / restore_s.max(1e-9);
-    let name = format!("{}/{}", backend.name(), mode.name());
+    let name = format!("{backend}/{mode}");
     println!(
         "# restore {name} (seed {:#x}): {pages} pages, {} served ({:.1} MiB), {} never touched",
         snap.seed,
@@ -281,6 +228,13 @@ fn restore(
          {kvm_faults} from KVM_TRANSLATE's page walk before the vCPU ran",
         st.missing_faults, st.minor_faults, st.write_faults, st.eexist, st.served_twice
     );
+    if st.removes + st.remaps + st.retried != 0 {
+        println!(
+            "#   events: {} REMOVE ({} pages), {} faults on removed pages served ({} as zero pages); \
+             {} REMAP; {} serves retried after reading the events",
+            st.removes, st.removed_pages, st.after_remove, st.zero_pages, st.remaps, st.retried
+        );
+    }
     println!(
         "#   guest {} after {restore_s:.2} s: restore {rate:.1} MiB/s, handler busy {:.2} s; \
          wall {wall_s:.2} s; memcpy {memcpy:.0} MiB/s",
@@ -288,12 +242,10 @@ fn restore(
         st.busy.as_secs_f64()
     );
     println!(
-        "RESULT step=restore backend={} mode={} mem_mib={} pages={pages} served={} untouched={} \
+        "RESULT step=restore backend={backend} mode={mode} mem_mib={} pages={pages} served={} untouched={} \
          missing_faults={} minor_faults={} write_faults={} eexist={} served_twice={} \
          kvm_translate_faults={kvm_faults} restore_s={restore_s:.3} restore_mib_s={rate:.1} handler_busy_s={:.3} wall_s={wall_s:.3} \
          memcpy_mib_s={memcpy:.0} verdict={}",
-        backend.name(),
-        mode.name(),
         size >> 20,
         st.served,
         pages - st.served,
@@ -305,65 +257,147 @@ fn restore(
         st.busy.as_secs_f64(),
         if guest.is_ok() { "pass" } else { "fail" }
     );
-    guest?;
-    if st.served_twice != 0 {
-        return Err(format!(
-            "{} page(s) served twice, the first at offset {:#x}",
-            st.served_twice,
-            st.first_twice.unwrap_or(0)
-        ));
-    }
-    if st.served + 1 > pages || st.served == 0 {
-        return Err(format!("{} pages served of {pages}", st.served));
-    }
-    Ok(format!("restore {name}: guest verified {} MiB", size >> 20))
+    Ok(Restored {
+        name,
+        mem_mib: (size >> 20) as u64,
+        pages,
+        stats: st,
+        rate,
+        memcpy,
+        guest,
+    })
 }
 
 /// A restore with a fault injected: it must fail, for the reason injected.
-fn restore_injected(
-    o: &Opts,
-    backend: Backend,
-    mode: Mode,
-    what: Inject,
-) -> Result<String, String> {
-    let snap = Snapshot::open(&o.snapshot).map_err(|e| e.to_string())?;
+fn restore_injected(o: &Opts, backend: Backend, mode: Mode, what: Inject) -> Result<String> {
+    let snap = Snapshot::open(&o.snapshot)?;
     // A page in the middle of the data area.
     let data = snap.mem_size - abi::DATA_START as usize;
     let off = (abi::DATA_START as usize + data / 2) & !(PAGE_SIZE - 1);
     drop(snap);
-    let name = format!(
-        "{}/{} with --inject {}",
-        backend.name(),
-        mode.name(),
-        what.name()
-    );
-    let expect = match what {
-        Inject::Corrupt => format!("wrong word at {:#x}", off + PAGE_SIZE / 2),
-        Inject::Twice => format!("served twice, the first at offset {off:#x}"),
+    let name = format!("{backend}/{mode} with --inject {what}");
+    let detected = |e: &Error| match (what, e) {
+        (Inject::Corrupt, Error::Guest(GuestFailure::BadWord { addr, .. })) => {
+            *addr == (off + PAGE_SIZE / 2) as u64
+        }
+        (Inject::Twice, Error::ServedTwice { first, .. }) => *first == off,
+        _ => false,
     };
-    match restore(o, backend, mode, Some((what, off))) {
-        Ok(_) => Err(format!("restore {name} at {off:#x} passed")),
-        Err(e) if e.contains(&expect) => Ok(format!("restore {name}: detected ({e})")),
-        Err(e) => Err(format!("restore {name}: failed otherwise: {e}")),
+    match restore(o, backend, mode, Some((what, off))).and_then(Restored::check) {
+        Ok(_) => Err(Error::InjectNotDetected { name, off }),
+        Err(e) if detected(&e) => Ok(format!("restore {name}: detected ({e})")),
+        Err(e) => Err(Error::InjectOther {
+            name,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// `x` with 3 significant digits, in plain decimal notation.
+fn significant3(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 {
+        return format!("{x}");
+    }
+    let decimals = (2 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
+/// One `SUMMARY` line: a restore step of a backend and mode, for the
+/// terminal at the end of `make run` (Documentation/vmm-demo.rst, "The
+/// summary").
+struct Summary {
+    backend: Backend,
+    mode: Mode,
+    /// None: the step failed before it measured anything.
+    measured: Option<Measured>,
+    pass: bool,
+}
+
+struct Measured {
+    mem_mib: u64,
+    pages: u64,
+    served: u64,
+    rate: f64,
+    memcpy: f64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SUMMARY backend={} mode={}", self.backend, self.mode)?;
+        match &self.measured {
+            Some(m) => write!(
+                f,
+                " mem_mib={} pages={} served={} untouched={} restore_mib_s={:.1} \
+                 memcpy_mib_s={:.0} memcpy_ratio={}",
+                m.mem_mib,
+                m.pages,
+                m.served,
+                m.pages - m.served,
+                m.rate,
+                m.memcpy,
+                significant3(m.rate / m.memcpy.max(1e-9))
+            )?,
+            None => write!(
+                f,
+                " mem_mib=- pages=- served=- untouched=- restore_mib_s=- memcpy_mib_s=- \
+                 memcpy_ratio=-"
+            )?,
+        }
+        write!(f, " result={}", if self.pass { "pass" } else { "fail" })
+    }
+}
+
+/// One TAP test.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Record(Backend),
+    Restore(Backend, Mode),
+    RestoreInjected(Backend, Mode, Inject),
+}
+
+impl Step {
+    /// Run the step; a restore adds its line to `summary`.
+    fn run(self, o: &Opts, summary: &mut Vec<Summary>) -> Result<String> {
+        match self {
+            Step::Record(backend) => record(o, backend),
+            Step::Restore(backend, mode) => {
+                let r = restore(o, backend, mode, None);
+                let measured = r.as_ref().ok().map(|r| Measured {
+                    mem_mib: r.mem_mib,
+                    pages: r.pages,
+                    served: r.stats.served,
+                    rate: r.rate,
+                    memcpy: r.memcpy,
+                });
+                let r = r.and_then(Restored::check);
+                summary.push(Summary {
+                    backend,
+                    mode,
+                    measured,
+                    pass: r.is_ok(),
+                });
+                r
+            }
+            Step::RestoreInjected(backend, mode, what) => restore_injected(o, backend, mode, what),
+        }
     }
 }
 
 fn main() {
-    let o = match parse_args() {
+    let o = match cli::parse_args(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("gmem-vmm: {e}");
             std::process::exit(2);
         }
     };
-    let do_record = o.cmd != "restore";
-    let do_restore = o.cmd != "record";
-    let backends = o.backends.clone().unwrap_or_else(|| match o.cmd.as_str() {
-        "demo" => vec![Backend::Gmem, Backend::Memfd],
+    let do_record = o.cmd != Command::Restore;
+    let do_restore = o.cmd != Command::Record;
+    let backends = o.backends.clone().unwrap_or_else(|| match o.cmd {
+        Command::Demo => vec![Backend::Gmem, Backend::Memfd],
         _ => vec![Backend::Gmem],
     });
-    let mut steps: Vec<Box<dyn Fn() -> Result<String, String>>> = Vec::new();
-    let o = &o;
+    let mut steps = Vec::new();
     if do_record {
         // Record on guest_memfd, or on the one backend asked for.
         let b = if backends.len() == 1 {
@@ -371,14 +405,14 @@ fn main() {
         } else {
             Backend::Gmem
         };
-        steps.push(Box::new(move || record(o, b)));
+        steps.push(Step::Record(b));
     }
     if do_restore {
         for &b in &backends {
             for &m in &o.modes {
                 steps.push(match o.inject {
-                    None => Box::new(move || restore(o, b, m, None)),
-                    Some(what) => Box::new(move || restore_injected(o, b, m, what)),
+                    None => Step::Restore(b, m),
+                    Some(what) => Step::RestoreInjected(b, m, what),
                 });
             }
         }
@@ -386,8 +420,9 @@ fn main() {
     println!("TAP version 13");
     println!("1..{}", steps.len());
     let mut failed = 0;
+    let mut summary = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        match step() {
+        match step.run(&o, &mut summary) {
             Ok(desc) => println!("ok {} {desc}", i + 1),
             Err(e) => {
                 failed += 1;
@@ -401,9 +436,59 @@ fn main() {
             }
         }
     }
-    if (o.cmd == "demo" && !o.keep) || (o.cmd == "restore" && o.rm) {
+    if (o.cmd == Command::Demo && !o.keep) || (o.cmd == Command::Restore && o.rm) {
         let _ = std::fs::remove_file(&o.snapshot);
+    }
+    for line in &summary {
+        println!("{line}");
     }
     println!("# {} passed, {failed} failed", steps.len() - failed);
     std::process::exit(if failed == 0 { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(significant3(0.000_575_4), "0.000575");
+        assert_eq!(significant3(0.8), "0.800");
+        assert_eq!(significant3(1.234_5), "1.23");
+        assert_eq!(significant3(123.4), "123");
+        assert_eq!(significant3(12_345.6), "12346");
+        assert_eq!(significant3(0.0), "0");
+    }
+
+    #[test]
+    fn summary_line() {
+        let s = Summary {
+            backend: Backend::Gmem,
+            mode: Mode::Missing,
+            measured: Some(Measured {
+                mem_mib: 8,
+                pages: 2048,
+                served: 2037,
+                rate: 0.43,
+                memcpy: 696.2,
+            }),
+            pass: true,
+        };
+        assert_eq!(
+            s.to_string(),
+            "SUMMARY backend=gmem mode=missing mem_mib=8 pages=2048 served=2037 untouched=11 \
+             restore_mib_s=0.4 memcpy_mib_s=696 memcpy_ratio=0.000618 result=pass"
+        );
+        let s = Summary {
+            backend: Backend::Memfd,
+            mode: Mode::Minor,
+            measured: None,
+            pass: false,
+        };
+        assert_eq!(
+            s.to_string(),
+            "SUMMARY backend=memfd mode=minor mem_mib=- pages=- served=- untouched=- \
+             restore_mib_s=- memcpy_mib_s=- memcpy_ratio=- result=fail"
+        );
+    }
 }

@@ -2,13 +2,17 @@
 //! Guest memory: a guest_memfd file from /dev/guest_memfd (gmem_uffd.ko),
 //! or a memfd (shmem) for comparison, mapped MAP_SHARED.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::str::FromStr;
 
 use kvm_bindings::{kvm_create_guest_memfd, KVMIO};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iowr_nr;
+
+use crate::error::UnknownName;
 
 pub const PAGE_SIZE: usize = 4096;
 
@@ -27,20 +31,24 @@ pub enum Backend {
     Memfd,
 }
 
-impl Backend {
-    pub fn parse(s: &str) -> Option<Backend> {
+impl FromStr for Backend {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Backend, UnknownName> {
         match s {
-            "gmem" => Some(Backend::Gmem),
-            "memfd" | "shmem" => Some(Backend::Memfd),
-            _ => None,
+            "gmem" => Ok(Backend::Gmem),
+            "memfd" | "shmem" => Ok(Backend::Memfd),
+            _ => Err(UnknownName(s.into())),
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             Backend::Gmem => "gmem",
             Backend::Memfd => "memfd",
-        }
+        })
     }
 }
 

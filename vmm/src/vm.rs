@@ -5,11 +5,12 @@ use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::abi::{PORT_SNAPSHOT, PORT_VERDICT};
+use crate::error::{Context, Error, Result};
 use crate::memory::GuestMemory;
 use crate::snapshot::VcpuState;
 
 /// Why the vCPU stopped.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     /// The payload wrote to PORT_SNAPSHOT.
     Snapshot,
@@ -28,12 +29,12 @@ impl Vm {
     /// (KVM_SET_USER_MEMORY_REGION: a plain user memory region; KVM reaches
     /// it with get_user_pages(), which raises userfaults like any access),
     /// one vCPU with the CPUID KVM supports (long mode needs CPUID.LM).
-    pub fn new(mem: &GuestMemory) -> Result<Vm, String> {
-        let kvm = Kvm::new().map_err(|e| format!("open /dev/kvm: {e}"))?;
-        let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    pub fn new(mem: &GuestMemory) -> Result<Vm> {
+        let kvm = Kvm::new().context("open /dev/kvm")?;
+        let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
         // Needed on Intel only (real-mode TSS); harmless elsewhere.
         vm.set_tss_address(0xfffb_d000)
-            .map_err(|e| format!("KVM_SET_TSS_ADDR: {e}"))?;
+            .context("KVM_SET_TSS_ADDR")?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -42,16 +43,12 @@ impl Vm {
             userspace_addr: mem.addr as u64,
         };
         // SAFETY: the mapping outlives the VM (the caller drops the VM first).
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
-        let vcpu = vm
-            .create_vcpu(0)
-            .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+        unsafe { vm.set_user_memory_region(region) }.context("KVM_SET_USER_MEMORY_REGION")?;
+        let vcpu = vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+            .context("KVM_GET_SUPPORTED_CPUID")?;
+        vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
         Ok(Vm {
             _kvm: kvm,
             _vm: vm,
@@ -59,32 +56,17 @@ impl Vm {
         })
     }
 
-    pub fn set_state(&self, s: &VcpuState) -> Result<(), String> {
-        self.vcpu
-            .set_sregs(&s.sregs)
-            .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
-        self.vcpu
-            .set_regs(&s.regs)
-            .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
-        self.vcpu
-            .set_fpu(&s.fpu)
-            .map_err(|e| format!("KVM_SET_FPU: {e}"))
+    pub fn set_state(&self, s: &VcpuState) -> Result<()> {
+        self.vcpu.set_sregs(&s.sregs).context("KVM_SET_SREGS")?;
+        self.vcpu.set_regs(&s.regs).context("KVM_SET_REGS")?;
+        self.vcpu.set_fpu(&s.fpu).context("KVM_SET_FPU")
     }
 
-    pub fn get_state(&self) -> Result<VcpuState, String> {
+    pub fn get_state(&self) -> Result<VcpuState> {
         Ok(VcpuState {
-            regs: self
-                .vcpu
-                .get_regs()
-                .map_err(|e| format!("KVM_GET_REGS: {e}"))?,
-            sregs: self
-                .vcpu
-                .get_sregs()
-                .map_err(|e| format!("KVM_GET_SREGS: {e}"))?,
-            fpu: self
-                .vcpu
-                .get_fpu()
-                .map_err(|e| format!("KVM_GET_FPU: {e}"))?,
+            regs: self.vcpu.get_regs().context("KVM_GET_REGS")?,
+            sregs: self.vcpu.get_sregs().context("KVM_GET_SREGS")?,
+            fpu: self.vcpu.get_fpu().context("KVM_GET_FPU")?,
         })
     }
 
@@ -96,12 +78,17 @@ impl Vm {
     }
 
     /// KVM_RUN until the payload writes to one of its ports.
-    pub fn run(&mut self) -> Result<Stop, String> {
+    pub fn run(&mut self) -> Result<Stop> {
         loop {
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
-                Err(e) => return Err(format!("KVM_RUN: {e} at {}", self.where_())),
+                Err(source) => {
+                    return Err(Error::KvmRun {
+                        source,
+                        at: self.where_(),
+                    })
+                }
             };
             let unexpected = match exit {
                 VcpuExit::IoOut(PORT_SNAPSHOT, _) => return Ok(Stop::Snapshot),
@@ -113,10 +100,10 @@ impl Vm {
                 }
                 other => format!("{other:?}"),
             };
-            return Err(format!(
-                "unexpected vCPU exit {unexpected} at {}",
-                self.where_()
-            ));
+            return Err(Error::UnexpectedExit {
+                exit: unexpected,
+                at: self.where_(),
+            });
         }
     }
 
@@ -124,14 +111,14 @@ impl Vm {
     /// KVM_RUN.  Run once with immediate_exit set, as the KVM API asks before
     /// saving state: the OUT completes (RIP moves past it) and KVM_RUN
     /// returns EINTR without entering the guest.  Then read the state.
-    pub fn complete_io_and_save(&mut self) -> Result<VcpuState, String> {
+    pub fn complete_io_and_save(&mut self) -> Result<VcpuState> {
         self.vcpu.set_kvm_immediate_exit(1);
-        let r = self.vcpu.run().map(|_| ()).map_err(|e| e.errno());
+        let r = self.vcpu.run().map(|_| ());
         self.vcpu.set_kvm_immediate_exit(0);
         match r {
-            Err(libc::EINTR) => self.get_state(),
-            Err(e) => Err(format!("KVM_RUN (immediate_exit): errno {e}")),
-            Ok(()) => Err("KVM_RUN with immediate_exit entered the guest".into()),
+            Err(e) if e.errno() == libc::EINTR => self.get_state(),
+            Err(e) => Err(Error::ImmediateExit(e)),
+            Ok(()) => Err(Error::ImmediateExitEntered),
         }
     }
 }
