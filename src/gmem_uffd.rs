@@ -22,10 +22,12 @@ use kernel::{
     fs::anon_file::{AnonFileDevice, AnonFileOperations, MmapArea, PseudoFs},
     iov::{IovIterDest, IovIterSource},
     mm::{
-        folio::{fault_in_readable, LockedFolio, NewFolio},
-        page_cache::AddressSpace,
+        folio::{fault_in_readable, FreeingFolio, LockedFolio, NewFolio},
+        page_cache::{AddressSpace, NewAddressSpace},
         virt::{flags as vm_flags, vm_flags_t, VmaRef},
-        vm_ops::{FaultResult, UffdOperations, VmFault, VmOperations},
+        vm_ops::{
+            FaultResult, UffdFolioAdded, UffdNewFolio, UffdOperations, VmFault, VmOperations,
+        },
     },
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
@@ -52,11 +54,9 @@ const FLAG_INIT_SHARED: u64 = 1 << 1;
 const MAX_SIZE: u64 = 1 << 40;
 /// The superblock magic of our pseudo file system ("GMUF").
 const GMEM_UFFD_MAGIC: usize = 0x474d_5546;
-/// Allocation flags of guest memory (`GFP_HIGHUSER` less `__GFP_HARDWALL`, which the Rust
-/// flags do not offer): not movable, the pages stay where the guest put them.
-fn gmem_gfp() -> kernel::alloc::Flags {
-    GFP_KERNEL | __GFP_HIGHMEM
-}
+/// Allocation flags of guest memory, as KVM's guest_memfd uses: not movable (the pages stay
+/// where the guest put them, see `init_mapping`), confined to the task's cpuset.
+const GMEM_GFP: kernel::alloc::Flags = GFP_HIGHUSER;
 
 const O_CLOEXEC: u32 = kernel::bindings::O_CLOEXEC;
 
@@ -151,20 +151,35 @@ fn page_pieces(pos: u64, len: usize) -> impl Iterator<Item = (usize, usize, usiz
     })
 }
 
+/// Accounts a folio just added to a guest memory file's page cache, and marks it dirty: its
+/// contents exist nowhere else, so nothing that drops clean page cache may take it.
+fn added(folio: &LockedFolio) {
+    folio.mark_dirty();
+    FOLIOS.add(1, Relaxed);
+}
+
+/// Adds `new` to the page cache at `index`, returning it locked.
+fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedFolio> {
+    let folio = mapping.add_folio(new, index, GMEM_GFP).map_err(|(e, _)| e)?;
+    added(&folio);
+    Ok(folio)
+}
+
 /// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
+///
+/// A page with a hardware memory error fails with `EIO`, as shmem's do.
 fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     loop {
         if let Some(folio) = mapping.lock_folio(index) {
+            if folio.is_hwpoison() {
+                return Err(EIO);
+            }
             return Ok(folio);
         }
-        match mapping.add_folio(NewFolio::alloc(gmem_gfp())?, index, gmem_gfp()) {
-            Ok(folio) => {
-                FOLIOS.add(1, Relaxed);
-                return Ok(folio);
-            }
+        match insert(mapping, NewFolio::alloc(GMEM_GFP)?, index) {
             // Somebody else added one meanwhile: use theirs.
-            Err((e, _)) if e == EEXIST => continue,
-            Err((e, _)) => return Err(e),
+            Err(e) if e == EEXIST => continue,
+            result => return result,
         }
     }
 }
@@ -214,6 +229,13 @@ impl Gmem {
 impl AnonFileOperations for Gmem {
     type Data = KBox<Gmem>;
 
+    fn init_mapping(mapping: &NewAddressSpace<'_>) {
+        // Guest memory has no backing store: reclaim must never take it.  It is not migrated
+        // either (as KVM's guest_memfd): the pages stay where the guest put them.
+        mapping.set_inaccessible();
+        mapping.set_gfp_mask(GMEM_GFP);
+    }
+
     fn device_ioctl(fs: &PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
@@ -254,6 +276,13 @@ impl AnonFileOperations for Gmem {
         let mut done = 0;
         for (index, offset, n) in page_pieces(start, len) {
             let copied = match mapping.get_folio(index) {
+                // A page with a hardware memory error: as shmem, a short read, or EIO.
+                Some(folio) if folio.is_hwpoison() => {
+                    if done == 0 {
+                        return Err(EIO);
+                    }
+                    break;
+                }
                 Some(folio) if folio.is_uptodate() => folio.copy_to_iter(offset, n, iov)?,
                 // A hole, or a page whose first write is still in progress: zeros.
                 _ => iov.copy_to_iter(&ZEROS[..n]),
@@ -348,17 +377,20 @@ impl AnonFileOperations for Gmem {
             mapping.truncate_range(offset, end - 1);
             return Ok(());
         }
-        let _inval = mapping.invalidate_lock_shared();
         for index in (offset / page) as usize..(end / page) as usize {
             if kernel::current!().signal_pending() {
                 return Err(EINTR);
             }
+            // Page by page: a hole punch waiting for the lock is not kept out for long.
+            let _inval = mapping.invalidate_lock_shared();
             make_uptodate(&lock_or_create(mapping, index)?)?;
+            drop(_inval);
+            kernel::task::cond_resched();
         }
         Ok(())
     }
 
-    fn free_folio(_folio: &kernel::mm::folio::Folio) {
+    fn free_folio(_folio: &FreeingFolio) {
         FOLIOS.add(-1, Relaxed);
     }
 }
@@ -385,9 +417,13 @@ impl VmOperations for Gmem {
         // folio that is not up to date is still being written: the locked path waits for it.
         //
         // A MISSING event needs none either, as in shmem: a page added after the lookup is
-        // reported missing all the same, and the handler's UFFDIO_COPY then fails with EEXIST
-        // (and wakes the faulting thread), as it does when two threads fault on one page.
+        // reported missing all the same, and the handler's UFFDIO_COPY then fails with EEXIST,
+        // as it does when two threads fault on one page; the handler wakes the faulting thread
+        // with UFFDIO_WAKE (a failed UFFDIO_COPY wakes nobody).
         let folio = mapping.get_folio(index);
+        if folio.as_ref().is_some_and(|f| f.is_hwpoison()) {
+            return FaultResult::HwPoison;
+        }
         if vmf.uffd_minor() && folio.as_ref().is_some_and(|f| f.is_uptodate()) {
             MINOR_EVENTS.add(1, Relaxed);
             return FaultResult::UffdMinor;
@@ -400,6 +436,9 @@ impl VmOperations for Gmem {
         // Keeps hole punching out until the folio is locked; truncation waits for the lock.
         let _inval = mapping.invalidate_lock_shared();
         if let Some(folio) = mapping.lock_folio(index) {
+            if folio.is_hwpoison() {
+                return FaultResult::HwPoison;
+            }
             if make_uptodate(&folio).is_err() {
                 return FaultResult::SigBus;
             }
@@ -413,18 +452,22 @@ impl VmOperations for Gmem {
             MISSING_EVENTS.add(1, Relaxed);
             return FaultResult::UffdMissing;
         }
-        let Ok(new) = NewFolio::alloc_vma(gmem_gfp(), vmf.vma(), vmf.address()) else {
+        let Ok(new) = NewFolio::alloc_vma(GMEM_GFP, vmf.vma(), vmf.address()) else {
             return FaultResult::Oom;
         };
+        // Charged to the memory cgroup of the mm that faults, as shmem does (`fault_mm`), not to
+        // the current task's: they differ for a remote access (ptrace, process_vm_writev).
+        if new.charge(vmf.vma().mm(), GFP_KERNEL).is_err() {
+            return FaultResult::Oom;
+        }
         new.zero();
-        match mapping.add_folio(new, index, gmem_gfp()) {
+        match insert(mapping, new, index) {
             Ok(folio) => {
-                FOLIOS.add(1, Relaxed);
                 folio.mark_uptodate();
                 FaultResult::Folio(folio)
             }
             // Raced with a write, fallocate or another fault: retry the access.
-            Err((e, _)) if e == EEXIST => FaultResult::NoPage,
+            Err(e) if e == EEXIST => FaultResult::NoPage,
             Err(_) => FaultResult::Oom,
         }
     }
@@ -432,9 +475,11 @@ impl VmOperations for Gmem {
 
 #[vtable]
 impl UffdOperations for Gmem {
-    fn can_userfault(_vma: &VmaRef, flags: vm_flags_t) -> bool {
-        // MISSING and MINOR; write protection is not supported (yet).
+    fn can_userfault(data: &Gmem, _vma: &VmaRef, flags: vm_flags_t) -> bool {
+        // MISSING and MINOR; write protection is not supported (yet).  Memory private to the
+        // guest (no INIT_SHARED) is never mapped by the host, so userfaultfd cannot fill it.
         flags & kernel::bindings::VM_UFFD_WP as vm_flags_t == 0
+            && data.flags & FLAG_INIT_SHARED != 0
     }
 
     fn get_folio_noalloc(
@@ -450,26 +495,26 @@ impl UffdOperations for Gmem {
     }
 
     fn alloc_folio(_data: &Gmem, vma: &VmaRef, addr: usize) -> Result<NewFolio> {
-        let folio = NewFolio::alloc_vma(gmem_gfp(), vma, addr)?;
+        let folio = NewFolio::alloc_vma(GMEM_GFP, vma, addr)?;
         // Charged to the faulting process, whoever issues UFFDIO_COPY.
         folio.charge(vma.mm(), GFP_KERNEL)?;
         Ok(folio)
     }
 
-    fn filemap_add(
+    fn filemap_add<'a>(
         data: &Gmem,
         mapping: &AddressSpace,
-        folio: NewFolio,
+        folio: UffdNewFolio<'a>,
         vma: &VmaRef,
         addr: usize,
-    ) -> Result<LockedFolio, (Error, NewFolio)> {
+    ) -> Result<UffdFolioAdded<'a>> {
         let index = vma.file_pgoff(addr);
         if index >= data.pages() {
-            return Err((EFAULT, folio));
+            return Err(EFAULT);
         }
         let _inval = mapping.invalidate_lock_shared();
-        let folio = mapping.add_folio(folio, index, gmem_gfp())?;
-        FOLIOS.add(1, Relaxed);
+        let folio = folio.add(mapping, index, GMEM_GFP)?;
+        added(&folio);
         Ok(folio)
     }
 

@@ -25,7 +25,12 @@ use crate::{
     error::{code::*, from_err_ptr, Error, Result},
     fs::file::{File, FileDescriptorReservation},
     iov::{IovIterDest, IovIterSource},
-    mm::{folio::Folio, page_cache::AddressSpace, virt::VmaNew, vm_ops::UffdOperations},
+    mm::{
+        folio::FreeingFolio,
+        page_cache::{AddressSpace, NewAddressSpace},
+        virt::VmaNew,
+        vm_ops::UffdOperations,
+    },
     prelude::*,
     sync::aref::ARef,
     types::{ForeignOwnable, Opaque},
@@ -36,13 +41,18 @@ use core::{marker::PhantomData, ptr::NonNull};
 /// A pseudo file system, mounted internally, whose inodes back the anonymous files of one
 /// driver, all with the operations `T`.
 ///
-/// It lives in the driver's module object: every file holds a reference on the module (the
-/// `owner` of the file operations kept here), so no file outlives it.
+/// It lives in the driver's module object.  The file system is mounted while files of it exist
+/// (`simple_pin_fs()`: the first file mounts it, the release of the last one drops that mount),
+/// and both the file system type and the file operations name the module as their `owner`: a
+/// file pins the module through its operations until `__fput()` is done with them, and through
+/// its mount until the super block is gone, so no part of a file's teardown runs after the
+/// module is unloaded.  A module with no files left holds no mount, and can be unloaded.
 ///
 /// # Invariants
 ///
-/// `mnt` is the mount returned by `kern_mount` of `fs_type`, held until drop; `fops` is
-/// `T`'s file operations with `owner` set to the module that owns `self`.
+/// `fs_type` and `fops` name the module that owns `self` as `owner`; `mnt` and `count` are the
+/// mount and the pin count of `simple_pin_fs()`, changed only by it and `simple_release_fs()`
+/// under their lock: every file of the file system holds one pin, dropped by its `release`.
 #[pin_data(PinnedDrop)]
 pub struct PseudoFs<T: AnonFileOperations> {
     #[pin]
@@ -50,7 +60,10 @@ pub struct PseudoFs<T: AnonFileOperations> {
     magic: usize,
     #[pin]
     fops: Opaque<bindings::file_operations>,
-    mnt: *mut bindings::vfsmount,
+    #[pin]
+    mnt: Opaque<*mut bindings::vfsmount>,
+    #[pin]
+    count: Opaque<c_int>,
     _p: PhantomData<T>,
 }
 
@@ -60,19 +73,20 @@ unsafe impl<T: AnonFileOperations> Send for PseudoFs<T> {}
 unsafe impl<T: AnonFileOperations> Sync for PseudoFs<T> {}
 
 impl<T: AnonFileOperations> PseudoFs<T> {
-    /// Creates and mounts a pseudo file system named `name`, with superblock magic `magic`, for
-    /// the files of `module`.
+    /// Creates a pseudo file system named `name`, with superblock magic `magic`, for the files of
+    /// `module`.  It is mounted when the first file is created.
     pub fn new(
         name: &'static CStr,
         magic: usize,
         module: &'static ThisModule,
     ) -> impl PinInit<Self, Error> {
-        try_pin_init!(&this in Self {
+        try_pin_init!(Self {
             fs_type <- Opaque::ffi_init(move |slot: *mut bindings::file_system_type| {
                 // SAFETY: `slot` is valid for writes; all-zeroes is a valid value of the C type.
                 unsafe {
                     slot.write(pin_init::zeroed());
                     (*slot).name = name.as_char_ptr();
+                    (*slot).owner = module.as_ptr();
                     (*slot).init_fs_context = Some(Self::init_fs_context);
                     (*slot).kill_sb = Some(bindings::kill_anon_super);
                 }
@@ -84,24 +98,54 @@ impl<T: AnonFileOperations> PseudoFs<T> {
                 // SAFETY: `slot` is valid for writes.
                 unsafe { slot.write(fops) };
             }),
-            mnt: {
-                // SAFETY: `fs_type` and `magic` were initialised above and `this` is pinned.
-                let fs_type = unsafe { (*this.as_ptr()).fs_type.get() };
-                // SAFETY: `fs_type` is a valid file system type; `init_fs_context` finds `magic`
-                // through it.
-                let mnt = from_err_ptr(unsafe { bindings::kern_mount(fs_type) })?;
-                // SAFETY: `mnt` is a valid mount that we own.
-                unsafe { (*mnt).mnt_flags |= bindings::mount_flags_MNT_NOEXEC as c_int };
-                mnt
-            },
+            mnt: Opaque::new(core::ptr::null_mut()),
+            count: Opaque::new(0),
             _p: PhantomData,
         })
     }
 
+    /// Takes a pin on the mount (mounting the file system if no file exists), returning it.
+    fn pin(&self) -> Result<*mut bindings::vfsmount> {
+        // SAFETY: `fs_type` is a valid file system type; `mnt` and `count` are only used by
+        // `simple_pin_fs` and `simple_release_fs`, under their lock (type invariant).
+        crate::error::to_result(unsafe {
+            bindings::simple_pin_fs(self.fs_type.get(), self.mnt.get(), self.count.get())
+        })?;
+        // SAFETY: The pin we hold keeps `*mnt` set and valid.
+        Ok(unsafe { *self.mnt.get() })
+    }
+
+    /// Drops a pin taken by [`Self::pin`].
+    ///
     /// # Safety
     ///
-    /// Called by the VFS as `init_fs_context` of our `fs_type`, which `kern_mount` in
-    /// [`Self::new`] passes on.
+    /// The caller must own a pin, which it gives up.
+    unsafe fn unpin(&self) {
+        // SAFETY: The caller owns a pin; `simple_release_fs` drops the mount with the last one.
+        unsafe { bindings::simple_release_fs(self.mnt.get(), self.count.get()) };
+    }
+
+    /// Returns the pseudo file system of a file created by [`Self::create_file`].
+    ///
+    /// # Safety
+    ///
+    /// `file` must be a file created by `create_file` of a `PseudoFs<T>`, not yet released.
+    unsafe fn of_file<'a>(file: *mut bindings::file) -> &'a Self {
+        // SAFETY: The file's super block is one of our file system type, which is the `fs_type`
+        // field of a pinned `PseudoFs<T>` that outlives the file (see the type's documentation).
+        unsafe {
+            let fs_type = (*(*(*file).f_inode).i_sb).s_type;
+            &*crate::container_of!(
+                fs_type.cast::<Opaque<bindings::file_system_type>>(),
+                Self,
+                fs_type
+            )
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS as `init_fs_context` of our `fs_type`, when [`Self::pin`] mounts it.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
         // SAFETY: `fc->fs_type` is the `fs_type` field of a pinned `PseudoFs<T>` (see `new`).
         let this = unsafe {
@@ -111,12 +155,15 @@ impl<T: AnonFileOperations> PseudoFs<T> {
                 fs_type
             )
         };
-        // SAFETY: `this` is valid; `magic` was written before `kern_mount` was called.
+        // SAFETY: `this` is valid; `magic` was written when it was initialised.
         let magic = unsafe { (*this).magic };
         // SAFETY: `fc` is a valid file system context being initialised.
         if unsafe { bindings::init_pseudo(fc, magic) }.is_null() {
             return ENOMEM.to_errno();
         }
+        // Files of this file system are never executable, nor device nodes.
+        // SAFETY: `fc` is valid, and ours until this returns.
+        unsafe { (*fc).s_iflags |= bindings::SB_I_NOEXEC | bindings::SB_I_NODEV };
         0
     }
 
@@ -126,17 +173,24 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     /// Returns the file descriptor.
     pub fn create_file(&self, name: &CStr, size: i64, data: T::Data, fd_flags: u32) -> Result<u32> {
         let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
+        let mnt = self.pin()?;
+        // Gives up the pin just taken, on the error paths; on success it passes to the file.
+        let fail = |e: Error| -> Error {
+            // SAFETY: We own the pin taken above, and no file holds it.
+            unsafe { self.unpin() };
+            e
+        };
         let fops = self.fops.get();
 
-        // SAFETY: By the type invariant the mount is valid; the LSM sees a new anonymous inode
-        // of class `name`.
+        // SAFETY: The pinned mount is valid; the LSM sees a new anonymous inode of class `name`.
         let inode = from_err_ptr(unsafe {
             bindings::anon_inode_make_secure_inode(
-                (*self.mnt).mnt_sb,
+                (*mnt).mnt_sb,
                 name.as_char_ptr(),
                 core::ptr::null(),
             )
-        })?;
+        })
+        .map_err(fail)?;
         let ptr = data.into_foreign();
         // SAFETY: The inode is new and not visible to anyone else yet.
         unsafe {
@@ -146,6 +200,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
             bindings::i_size_write(inode, size);
             (*inode).i_private = ptr;
         }
+        // SAFETY: The inode, and so its mapping, is not visible to anyone else yet.
+        T::init_mapping(&unsafe { NewAddressSpace::new(AddressSpace::from_raw((*inode).i_mapping)) });
 
         // The file holds a reference on the module, dropped by `__fput()` (`fops_put()`).
         // SAFETY: `fops` is valid, its owner is our module.
@@ -155,14 +211,14 @@ impl<T: AnonFileOperations> PseudoFs<T> {
                 bindings::iput(inode);
                 drop(T::Data::from_foreign(ptr));
             }
-            return Err(ENOENT);
+            return Err(fail(ENOENT));
         }
         // SAFETY: `inode` and the mount are valid; `fops` lives as long as the module, which the
         // file keeps loaded.
         let file = from_err_ptr(unsafe {
             bindings::alloc_file_pseudo(
                 inode,
-                self.mnt,
+                mnt,
                 name.as_char_ptr(),
                 bindings::O_RDWR as c_int,
                 fops,
@@ -177,7 +233,7 @@ impl<T: AnonFileOperations> PseudoFs<T> {
                     bindings::iput(inode);
                     drop(T::Data::from_foreign(ptr));
                 }
-                return Err(e);
+                return Err(fail(e));
             }
         };
         // SAFETY: The file is new and not visible to anyone else yet.
@@ -198,9 +254,10 @@ impl<T: AnonFileOperations> PseudoFs<T> {
 #[pinned_drop]
 impl<T: AnonFileOperations> PinnedDrop for PseudoFs<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant `mnt` came from `kern_mount`; no file of this file
-        // system remains, since each holds a reference on the module that owns `self`.
-        unsafe { bindings::kern_unmount(self.mnt) };
+        // No file of this file system remains: each pins the module that owns `self`, and each
+        // file's pin on the mount was dropped by its release, so the file system is not mounted.
+        // SAFETY: Nothing else uses `count` any more.
+        debug_assert_eq!(unsafe { *self.count.get() }, 0);
     }
 }
 
@@ -209,6 +266,12 @@ impl<T: AnonFileOperations> PinnedDrop for PseudoFs<T> {
 pub trait AnonFileOperations: Sized + 'static {
     /// The private data of each file.
     type Data: ForeignOwnable + Send + Sync;
+
+    /// Sets up the page cache of a new file, before anyone can reach it (for example
+    /// [`NewAddressSpace::set_inaccessible`]).
+    fn init_mapping(mapping: &NewAddressSpace<'_>) {
+        let _ = mapping;
+    }
 
     /// Called when the last reference to the file is gone; the data is handed back.
     fn release(data: Self::Data, mapping: &AddressSpace) {
@@ -236,6 +299,9 @@ pub trait AnonFileOperations: Sized + 'static {
     }
 
     /// Writes to the file at `*pos`, advancing it.
+    ///
+    /// The write has passed `generic_write_checks()` (`O_APPEND`, `RLIMIT_FSIZE`, the largest
+    /// file size) and is not empty.
     fn write_iter(
         data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
         mapping: &AddressSpace,
@@ -258,8 +324,8 @@ pub trait AnonFileOperations: Sized + 'static {
         Err(Error::from_errno(-(bindings::EOPNOTSUPP as c_int)))
     }
 
-    /// Called when a folio leaves the page cache of a file and is about to be freed.
-    fn free_folio(folio: &Folio) {
+    /// Called when a folio has left the page cache of a file and is about to be freed.
+    fn free_folio(folio: &FreeingFolio) {
         let _ = folio;
     }
 
@@ -410,6 +476,9 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         let data = unsafe { T::Data::from_foreign((*file).private_data) };
         // SAFETY: The file is valid.
         T::release(data, unsafe { Self::mapping(file) });
+        // SAFETY: The file was created by `create_file`, which gave it a pin; `__fput()` still
+        // holds the file's own reference on the mount.
+        unsafe { PseudoFs::<T>::of_file(file).unpin() };
         0
     }
 
@@ -468,6 +537,12 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         let file = unsafe { (*kiocb).ki_filp };
         // SAFETY: As above.
         let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: `kiocb` and `iter` are valid; this applies `O_APPEND` to `ki_pos` and clamps
+        // the iterator to the size limits, sending `SIGXFSZ` as `write()` does.
+        let ret = unsafe { bindings::generic_write_checks(kiocb, iter) };
+        if ret <= 0 {
+            return ret;
+        }
         // SAFETY: `iter` is a valid source iterator.
         let iov = unsafe { IovIterSource::from_raw(iter) };
         // SAFETY: We have exclusive access to `ki_pos` for this call.
@@ -511,11 +586,24 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
 
     /// # Safety
     ///
-    /// Called by the VFS as `free_folio` of the page cache of such an inode, with the folio
-    /// still held.
+    /// Called by the page cache as `free_folio` of such an inode, for a folio that has left it
+    /// and is about to be freed.
     unsafe extern "C" fn free_folio(folio: *mut bindings::folio) {
-        // SAFETY: The page cache still holds the folio while it calls `free_folio`.
-        T::free_folio(unsafe { Folio::from_raw(folio) });
+        // SAFETY: The folio stays valid, and is ours alone, until we return.
+        T::free_folio(unsafe { FreeingFolio::from_raw(folio) });
+    }
+
+    /// # Safety
+    ///
+    /// Called by memory-failure handling as `error_remove_folio` of such an inode.
+    unsafe extern "C" fn error_remove_folio(
+        _mapping: *mut bindings::address_space,
+        _folio: *mut bindings::folio,
+    ) -> c_int {
+        // The poisoned folio stays in the page cache, as shmem keeps it: its contents exist
+        // nowhere else, so dropping it would let the next access read zeros.  Faults, reads and
+        // writes of the page fail instead, until a hole punch removes it.
+        0
     }
 
     const IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -526,6 +614,7 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     const AOPS: bindings::address_space_operations = bindings::address_space_operations {
         dirty_folio: Some(bindings::noop_dirty_folio),
         free_folio: Some(Self::free_folio),
+        error_remove_folio: Some(Self::error_remove_folio),
         ..pin_init::zeroed()
     };
 

@@ -48,12 +48,12 @@ use crate::{
     bindings,
     error::{code::*, Result},
     iov::{IovIterDest, IovIterSource},
-    mm::{virt::VmaRef, Mm},
+    mm::{page_cache::AddressSpace, virt::VmaRef, Mm},
     page::PAGE_SIZE,
     sync::aref::{ARef, AlwaysRefCounted},
     types::Opaque,
 };
-use core::{mem::ManuallyDrop, ops::Deref, ptr::NonNull};
+use core::{cell::Cell, marker::PhantomData, mem::ManuallyDrop, ops::Deref, ptr::NonNull};
 
 /// A folio.
 ///
@@ -130,10 +130,15 @@ impl Folio {
     /// Takes the folio lock, sleeping until it is available.
     #[inline]
     pub fn lock(this: ARef<Self>) -> LockedFolio {
-        // SAFETY: The folio is valid; this may sleep, which `ARef` callers are allowed to do.
+        crate::task::might_sleep();
+        // SAFETY: `this` holds a reference, so the folio is valid; `folio_lock` sleeps until the
+        // lock is free, and the `might_sleep()` above checks that this context may sleep.
         unsafe { bindings::folio_lock(this.as_ptr()) };
         // INVARIANT: We just took the lock, and `this` holds a reference.
-        LockedFolio(ManuallyDrop::new(this))
+        LockedFolio {
+            folio: ManuallyDrop::new(this),
+            _not_sync: PhantomData,
+        }
     }
 
     /// Copies up to `len` bytes at `offset` of the folio to `dst`.
@@ -207,10 +212,17 @@ impl Folio {
 ///
 /// Dropping it unlocks the folio and drops the reference.
 ///
+/// It is [`Send`]: the folio lock is not owned by a task, it may be released by another one.  It
+/// is not [`Sync`]: its methods change the folio's contents through `&self`, which only the lock
+/// owner may do.
+///
 /// # Invariants
 ///
 /// The folio lock (`PG_locked`) of the folio is held, and it is owned by this object.
-pub struct LockedFolio(ManuallyDrop<ARef<Folio>>);
+pub struct LockedFolio {
+    folio: ManuallyDrop<ARef<Folio>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
 
 impl LockedFolio {
     /// Takes ownership of a locked folio and of one reference count on it.
@@ -224,7 +236,10 @@ impl LockedFolio {
         // SAFETY: The caller transfers one reference count.
         let folio = unsafe { ARef::from_raw(ptr.cast()) };
         // INVARIANT: The caller transfers ownership of the lock.
-        Self(ManuallyDrop::new(folio))
+        Self {
+            folio: ManuallyDrop::new(folio),
+            _not_sync: PhantomData,
+        }
     }
 
     /// Gives up ownership of the lock and of the reference, returning the raw pointer.
@@ -234,7 +249,7 @@ impl LockedFolio {
     pub fn into_raw(self) -> NonNull<bindings::folio> {
         let mut me = ManuallyDrop::new(self);
         // SAFETY: `me` is never used or dropped again.
-        let folio = unsafe { ManuallyDrop::take(&mut me.0) };
+        let folio = unsafe { ManuallyDrop::take(&mut me.folio) };
         ARef::into_raw(folio).cast()
     }
 
@@ -245,7 +260,7 @@ impl LockedFolio {
         // SAFETY: By the type invariant we own the lock.
         unsafe { bindings::folio_unlock(me.as_ptr()) };
         // SAFETY: `me` is never used or dropped again.
-        unsafe { ManuallyDrop::take(&mut me.0) }
+        unsafe { ManuallyDrop::take(&mut me.folio) }
     }
 
     /// Returns the index of the folio in its file, in pages.
@@ -266,10 +281,31 @@ impl LockedFolio {
     /// A folio found in the page cache may be truncated before its lock is taken; callers check
     /// this after locking.
     #[inline]
-    pub fn belongs_to(&self, mapping: *const bindings::address_space) -> bool {
+    pub fn belongs_to(&self, mapping: &AddressSpace) -> bool {
         // SAFETY: `mapping` is stable while the folio is locked.
         let m = unsafe { (*self.as_ptr()).__bindgen_anon_1.__bindgen_anon_1.mapping };
-        core::ptr::eq(m, mapping)
+        core::ptr::eq(m, mapping.as_ptr())
+    }
+
+    /// Returns whether the folio is in the page cache of `mapping` and holds the page at `index`.
+    #[inline]
+    pub fn holds(&self, mapping: &AddressSpace, index: usize) -> bool {
+        let first = self.index();
+        // `size()` is a whole number of pages.
+        self.belongs_to(mapping) && (first..first + self.size() / PAGE_SIZE).contains(&index)
+    }
+
+    /// Marks the folio dirty: its contents exist nowhere else.
+    ///
+    /// A clean folio of a file is one that the kernel may drop and read back later; a driver
+    /// whose page cache has no backing store keeps its folios dirty (as shmem does) so that
+    /// nothing that frees clean page cache (`drop_caches`, `POSIX_FADV_DONTNEED`, memory-failure
+    /// handling) takes them.
+    #[inline]
+    pub fn mark_dirty(&self) {
+        // SAFETY: The folio is locked by us, which keeps it in its mapping while
+        // `folio_mark_dirty` calls the mapping's `dirty_folio` operation.
+        unsafe { bindings::folio_mark_dirty(self.as_ptr()) };
     }
 
     /// Marks the folio's contents up to date.
@@ -395,7 +431,7 @@ impl Deref for LockedFolio {
 
     #[inline]
     fn deref(&self) -> &Folio {
-        &self.0
+        &self.folio
     }
 }
 
@@ -405,7 +441,7 @@ impl Drop for LockedFolio {
         // SAFETY: By the type invariant we own the lock.
         unsafe { bindings::folio_unlock(self.as_ptr()) };
         // SAFETY: Not used again.
-        unsafe { ManuallyDrop::drop(&mut self.0) };
+        unsafe { ManuallyDrop::drop(&mut self.folio) };
     }
 }
 
@@ -520,5 +556,39 @@ fn check_range(size: usize, offset: usize, len: usize) -> Result {
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
         _ => Err(EINVAL),
+    }
+}
+
+/// A folio that is being freed: it has left the page cache and its reference count is zero.
+///
+/// This is what an address space's `free_folio` operation is handed.  Unlike [`Folio`] it cannot
+/// be turned into an [`ARef`]: taking a reference on a folio whose count is already zero would
+/// free it twice.
+///
+/// # Invariants
+///
+/// A `&FreeingFolio` only exists during a `free_folio` call for that folio: the folio is not
+/// freed before the call returns, and nothing else uses it.
+#[repr(transparent)]
+pub struct FreeingFolio(Opaque<bindings::folio>);
+
+impl FreeingFolio {
+    /// Creates a `&FreeingFolio` from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be the folio of a `free_folio` call in progress, for the duration of `'a`.
+    #[inline]
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::folio) -> &'a Self {
+        // SAFETY: `FreeingFolio` is `repr(transparent)` over the C type; the caller guarantees
+        // validity.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the size of the folio in bytes.
+    #[inline]
+    pub fn size(&self) -> usize {
+        // SAFETY: By the type invariant the folio is valid until `free_folio` returns.
+        unsafe { bindings::folio_size(self.0.get()) }
     }
 }

@@ -10,9 +10,9 @@ use crate::{
     error::{code::*, from_err_ptr, Error, Result},
     mm::folio::{Folio, LockedFolio, NewFolio},
     sync::aref::ARef,
-    types::Opaque,
+    types::{NotThreadSafe, Opaque},
 };
-use core::ptr::NonNull;
+use core::{ops::Deref, ptr::NonNull};
 
 /// The page cache of an inode.
 ///
@@ -43,20 +43,6 @@ impl AddressSpace {
     #[inline]
     pub fn as_ptr(&self) -> *mut bindings::address_space {
         self.0.get()
-    }
-
-    /// Makes the folios of this mapping unevictable.
-    #[inline]
-    pub fn set_unevictable(&self) {
-        // SAFETY: Setting a mapping flag is atomic.
-        unsafe { bindings::mapping_set_unevictable(self.as_ptr()) };
-    }
-
-    /// Sets the allocation flags of this mapping.
-    #[inline]
-    pub fn set_gfp_mask(&self, flags: Flags) {
-        // SAFETY: Called while the inode is being set up (a plain store of a word).
-        unsafe { bindings::mapping_set_gfp_mask(self.as_ptr(), flags.as_raw()) };
     }
 
     /// Looks up the folio at `index` and returns it locked, or `None` if there is none.
@@ -129,7 +115,7 @@ impl AddressSpace {
 
     /// Removes a locked folio from this page cache.
     pub fn remove_folio(&self, folio: &LockedFolio) -> Result {
-        if !folio.belongs_to(self.as_ptr()) {
+        if !folio.belongs_to(self) {
             return Err(EINVAL);
         }
         // SAFETY: The folio is locked and in this page cache; we hold a reference, so it is not
@@ -151,12 +137,6 @@ impl AddressSpace {
         };
     }
 
-    /// Unmaps bytes `start..start + len` of the file from every mapping of it.
-    pub fn unmap_range(&self, start: i64, len: i64) {
-        // SAFETY: The mapping is valid; `even_cows` 0 keeps private COW copies.
-        unsafe { bindings::unmap_mapping_range(self.as_ptr(), start, len, 0) };
-    }
-
     /// Takes the invalidate lock for writing; it excludes page cache population by faults,
     /// fallocate and writes (which take it for reading) while folios are removed.
     pub fn invalidate_lock(&self) -> InvalidateGuard<'_> {
@@ -165,6 +145,7 @@ impl AddressSpace {
         InvalidateGuard {
             mapping: self,
             shared: false,
+            _not_send: NotThreadSafe,
         }
     }
 
@@ -175,18 +156,24 @@ impl AddressSpace {
         InvalidateGuard {
             mapping: self,
             shared: true,
+            _not_send: NotThreadSafe,
         }
     }
 }
 
 /// The invalidate lock of an [`AddressSpace`], released on drop.
 ///
+/// It is neither [`Send`] nor [`Sync`]: the lock is an rwsem, which the task that took it must
+/// release.
+///
 /// # Invariants
 ///
-/// `mapping`'s invalidate lock is held, for reading if `shared`, else for writing.
+/// `mapping`'s invalidate lock is held by the current task, for reading if `shared`, else for
+/// writing.
 pub struct InvalidateGuard<'a> {
     mapping: &'a AddressSpace,
     shared: bool,
+    _not_send: NotThreadSafe,
 }
 
 impl Drop for InvalidateGuard<'_> {
@@ -200,5 +187,55 @@ impl Drop for InvalidateGuard<'_> {
                 bindings::up_write(&raw mut (*lock).invalidate_lock);
             }
         }
+    }
+}
+
+/// The page cache of an inode that is being set up: nobody else can reach the inode yet.
+///
+/// This is where the properties of a mapping that must hold from its first folio on are set.
+///
+/// # Invariants
+///
+/// The inode that embeds the address space is not visible to any other task.
+pub struct NewAddressSpace<'a>(&'a AddressSpace);
+
+impl<'a> NewAddressSpace<'a> {
+    /// Creates a `NewAddressSpace` for a mapping nobody else can reach yet.
+    ///
+    /// # Safety
+    ///
+    /// The inode that embeds `mapping` must not be visible to any other task for `'a`.
+    pub unsafe fn new(mapping: &'a AddressSpace) -> Self {
+        // INVARIANT: The caller guarantees it.
+        Self(mapping)
+    }
+
+    /// Sets the allocation flags of the mapping's folios.
+    #[inline]
+    pub fn set_gfp_mask(&self, flags: Flags) {
+        // SAFETY: By the type invariant nobody else reads the mask yet, so the plain store does
+        // not race.
+        unsafe { bindings::mapping_set_gfp_mask(self.0.as_ptr(), flags.as_raw()) };
+    }
+
+    /// Makes the mapping's folios unevictable and unmovable, as KVM's guest_memfd does.
+    ///
+    /// Reclaim never takes them (they live on the unevictable LRU), and neither compaction nor
+    /// `move_pages()` nor NUMA balancing migrates them (`mapping_inaccessible()`): the memory
+    /// stays where it was allocated until the driver removes it from the page cache.  Core mm
+    /// also no longer zeroes the part of a folio that a partial truncation would leave.
+    #[inline]
+    pub fn set_inaccessible(&self) {
+        // SAFETY: The mapping is valid; the flags are set atomically.
+        unsafe { bindings::mapping_set_inaccessible(self.0.as_ptr()) };
+    }
+}
+
+impl Deref for NewAddressSpace<'_> {
+    type Target = AddressSpace;
+
+    #[inline]
+    fn deref(&self) -> &AddressSpace {
+        self.0
     }
 }

@@ -15,8 +15,9 @@
 //! [`include/linux/userfaultfd_k.h`](srctree/include/linux/userfaultfd_k.h)
 
 use crate::{
+    alloc::Flags,
     bindings,
-    error::{Error, Result, VTABLE_DEFAULT_ERROR},
+    error::{code::*, Result, VTABLE_DEFAULT_ERROR},
     mm::{
         folio::{LockedFolio, NewFolio},
         page_cache::AddressSpace,
@@ -26,7 +27,7 @@ use crate::{
     sync::aref::ARef,
     types::{ForeignOwnable, Opaque},
 };
-use core::{marker::PhantomData, ptr::NonNull};
+use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 
 /// A page fault being handled by a `->fault` handler.
 ///
@@ -58,14 +59,6 @@ impl VmFault {
         unsafe { (*self.0.get()).__bindgen_anon_1.address }
     }
 
-    /// Returns whether the faulting access is a write.
-    #[inline]
-    pub fn is_write(&self) -> bool {
-        // SAFETY: The field is constant for the duration of the fault.
-        let flags = unsafe { (*self.0.get()).flags };
-        flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0
-    }
-
     /// Returns whether the VMA is registered with userfaultfd for MISSING faults.
     #[inline]
     pub fn uffd_missing(&self) -> bool {
@@ -84,6 +77,10 @@ impl VmFault {
 /// What a fault handler did.
 pub enum FaultResult {
     /// Map this folio, which holds the faulting page, at the fault address.
+    ///
+    /// It must be a folio of the mapped file's page cache that holds the page at
+    /// [`VmFault::pgoff`], and be up to date; any other folio is dropped and the access gets
+    /// `SIGBUS`.
     Folio(LockedFolio),
     /// Nothing was mapped: retry the access (for example after a race with truncation).
     NoPage,
@@ -93,6 +90,8 @@ pub enum FaultResult {
     UffdMinor,
     /// Kill the access with `SIGBUS`.
     SigBus,
+    /// The page has a hardware memory error: kill the access with `SIGBUS` (`BUS_MCEERR_AR`).
+    HwPoison,
     /// Out of memory.
     Oom,
 }
@@ -133,9 +132,20 @@ pub trait VmOperations: Sized + 'static {
 pub trait UffdOperations: VmOperations {
     /// Returns whether `vma` may be registered with userfaultfd for the modes in `flags`
     /// (`VM_UFFD_MISSING`, `VM_UFFD_MINOR`, `VM_UFFD_WP`).
-    fn can_userfault(vma: &VmaRef, flags: vm_flags_t) -> bool;
+    ///
+    /// Core mm does not ask when the only mode is `VM_UFFD_WP` and the userfaultfd has
+    /// `UFFD_FEATURE_WP_ASYNC`: it allows that for every VMA.
+    fn can_userfault(
+        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        vma: &VmaRef,
+        flags: vm_flags_t,
+    ) -> bool;
 
     /// Returns the up-to-date folio at `pgoff`, locked, for `UFFDIO_CONTINUE`.
+    ///
+    /// Any other folio (not of this file's page cache, not holding the page at `pgoff`, or not
+    /// up to date) is dropped and `UFFDIO_CONTINUE` fails with `EFAULT`.  Core mm fails it with
+    /// `EIO` if the page is poisoned.
     fn get_folio_noalloc(
         data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
         mapping: &AddressSpace,
@@ -151,14 +161,17 @@ pub trait UffdOperations: VmOperations {
     ) -> Result<NewFolio>;
 
     /// Adds a folio returned by [`UffdOperations::alloc_folio`], now filled and up to date, to
-    /// the page cache at the offset of `addr`, and returns it locked; on failure gives it back.
-    fn filemap_add(
+    /// the page cache at the offset of `addr`, with [`UffdNewFolio::add`].
+    ///
+    /// The folio can only be added by that call, which is what lets core mm map it: returning
+    /// `Ok` is only possible with the [`UffdFolioAdded`] it returns.
+    fn filemap_add<'a>(
         data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
         mapping: &AddressSpace,
-        folio: NewFolio,
+        folio: UffdNewFolio<'a>,
         vma: &VmaRef,
         addr: usize,
-    ) -> Result<LockedFolio, (Error, NewFolio)>;
+    ) -> Result<UffdFolioAdded<'a>>;
 
     /// Undoes [`UffdOperations::filemap_add`] when the folio could not be mapped.
     fn filemap_remove(
@@ -167,6 +180,66 @@ pub trait UffdOperations: VmOperations {
         folio: &LockedFolio,
         vma: &VmaRef,
     );
+}
+
+/// Where [`UffdOperations::filemap_add`]'s folio is: owned by the caller of the callback
+/// throughout, so that the callback cannot drop it or put another in its place.
+enum FolioSlot {
+    New(NewFolio),
+    Added(LockedFolio),
+    Taken,
+}
+
+/// The folio of a `UFFDIO_COPY` or `UFFDIO_ZEROPAGE`, filled and up to date, to be added to the
+/// page cache by [`UffdOperations::filemap_add`].
+///
+/// # Invariants
+///
+/// `slot` holds [`FolioSlot::New`] with the folio core mm allocated for this call.
+pub struct UffdNewFolio<'a> {
+    slot: &'a mut FolioSlot,
+}
+
+/// Proof that the folio of a [`UffdNewFolio`] was added to a page cache.
+///
+/// # Invariants
+///
+/// It refers to the locked folio of a slot that holds [`FolioSlot::Added`].
+pub struct UffdFolioAdded<'a>(&'a LockedFolio);
+
+impl<'a> UffdNewFolio<'a> {
+    /// Adds the folio to `mapping` at `index`, returning it locked.
+    ///
+    /// On failure the folio stays here and the error is returned (`EEXIST` if another folio is
+    /// at `index`).
+    pub fn add(self, mapping: &AddressSpace, index: usize, gfp: Flags) -> Result<UffdFolioAdded<'a>> {
+        let slot = self.slot;
+        let FolioSlot::New(new) = core::mem::replace(slot, FolioSlot::Taken) else {
+            // Not reached: by the type invariant the slot holds a new folio.
+            return Err(EINVAL);
+        };
+        *slot = match mapping.add_folio(new, index, gfp) {
+            Ok(locked) => FolioSlot::Added(locked),
+            Err((e, new)) => {
+                *slot = FolioSlot::New(new);
+                return Err(e);
+            }
+        };
+        match slot {
+            // INVARIANT: The slot holds the folio just added.
+            FolioSlot::Added(locked) => Ok(UffdFolioAdded(locked)),
+            _ => Err(EINVAL),
+        }
+    }
+}
+
+impl Deref for UffdFolioAdded<'_> {
+    type Target = LockedFolio;
+
+    #[inline]
+    fn deref(&self) -> &LockedFolio {
+        self.0
+    }
 }
 
 /// Borrows the private data and the page cache of the file that `vma` maps.
@@ -203,6 +276,10 @@ impl<T: VmOperations> VmOpsTable<T> {
         match T::fault(data, mapping, fault) {
             FaultResult::Folio(folio) => {
                 let index = fault.pgoff();
+                if !folio.holds(mapping, index) || !folio.is_uptodate() {
+                    // Core mm would map a page of another file, or memory never initialised.
+                    return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+                }
                 let raw = folio.into_raw();
                 // SAFETY: The folio holds the faulting page; the lock and the reference pass to
                 // core mm, which unlocks and drops them after mapping (`VM_FAULT_LOCKED`).
@@ -213,6 +290,7 @@ impl<T: VmOperations> VmOpsTable<T> {
             FaultResult::UffdMissing => bindings::VM_FAULT_UFFD_MISSING,
             FaultResult::UffdMinor => bindings::VM_FAULT_UFFD_MINOR,
             FaultResult::SigBus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+            FaultResult::HwPoison => bindings::vm_fault_reason_VM_FAULT_HWPOISON,
             FaultResult::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
         }
     }
@@ -268,7 +346,9 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         flags: vm_flags_t,
     ) -> bool {
         // SAFETY: Core mm calls this with the VMA valid and locked.
-        T::can_userfault(unsafe { VmaRef::from_raw(vma) }, flags)
+        let (data, _) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: As above.
+        T::can_userfault(data, unsafe { VmaRef::from_raw(vma) }, flags)
     }
 
     /// # Safety
@@ -289,7 +369,11 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         };
         match T::get_folio_noalloc(data, mapping, pgoff) {
             // Core mm unlocks the folio and keeps or drops the reference.
-            Ok(folio) => folio.into_raw().as_ptr(),
+            Ok(folio) if folio.holds(mapping, pgoff) && folio.is_uptodate() => {
+                folio.into_raw().as_ptr()
+            }
+            // Another folio would be mapped in its place.
+            Ok(_) => EFAULT.to_ptr(),
             Err(e) => e.to_ptr(),
         }
     }
@@ -322,21 +406,34 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         addr: usize,
     ) -> c_int {
         // SAFETY: Core mm passes the folio `alloc_folio` returned: exclusively owned, unlocked,
-        // in no page cache.  Its reference is lent to the callback and taken back below.
+        // in no page cache.  Its reference is lent to the callback and given back below.
         let new = unsafe { NewFolio::from_raw(NonNull::new_unchecked(folio)) };
         // SAFETY: Core mm calls this with the VMA valid and locked.
         let (data, mapping) = unsafe { vma_data::<T>(vma) };
+        let mut slot = FolioSlot::New(new);
+        // INVARIANT: The slot holds the new folio.
+        let arg = UffdNewFolio { slot: &mut slot };
         // SAFETY: As above.
-        match T::filemap_add(data, mapping, new, unsafe { VmaRef::from_raw(vma) }, addr) {
-            Ok(locked) => {
-                // Core mm keeps the reference and unlocks the folio once it is mapped.
+        let res = T::filemap_add(data, mapping, arg, unsafe { VmaRef::from_raw(vma) }, addr)
+            .map(|_| ());
+        match (res, slot) {
+            // Core mm keeps the reference and unlocks the folio once it is mapped.
+            (Ok(()), FolioSlot::Added(locked)) => {
                 let _ = locked.into_raw();
                 0
             }
-            Err((e, new)) => {
-                let _ = new.into_raw();
-                e.to_errno()
+            (res, FolioSlot::Added(locked)) => {
+                // Added, but the callback failed: undo, so that nothing maps it.
+                let _ = mapping.remove_folio(&locked);
+                let _ = ARef::into_raw(locked.unlock());
+                res.err().unwrap_or(EINVAL).to_errno()
             }
+            (res, FolioSlot::New(new)) => {
+                let _ = new.into_raw();
+                res.err().unwrap_or(EINVAL).to_errno()
+            }
+            // Not reached: `UffdNewFolio::add` leaves the slot with a folio.
+            (_, FolioSlot::Taken) => EINVAL.to_errno(),
         }
     }
 
