@@ -15,7 +15,7 @@ export KERNEL_TARBALL GMEM_CACHE JOBS ACCEL QEMU_TIMEOUT QEMU_MEM QEMU_SMP QEMU_
 	KUNIT_GLOB FORCE FORCE_CHROOT FLAVOUR TESTS ARGS
 
 # The stages of scripts/pipeline.sh, each a target of its own.
-PIPELINE := run check stress bench profile build
+PIPELINE := run check controls stress bench profile build
 
 .PHONY: all help $(PIPELINE) toolchain kernel-src kernel-tree kernel-config kernel \
 	module selftests export-patches check-series lint clean
@@ -27,6 +27,7 @@ help: ## this list
 
 run: ## build everything, boot QEMU, run the VMM demo (selftests/run.plan)
 check: ## build everything, boot the debug kernel, run every test (selftests/check.plan)
+controls: ## the harness's negative controls in a guest (scripts/tests/negative.plan): each must FAIL
 stress: ## the debug kernel, 60 s of gmem_stress (selftests/stress.plan)
 bench: ## the release kernel: gmem against shmem and KVM's guest_memfd, table and chart
 profile: ## the release kernel: where the benchmarked paths spend their time

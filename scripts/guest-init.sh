@@ -1,13 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 # /init of the test initramfs (busybox sh).  Runs the plan in /tests/plan,
-# each line "GROUP NAME TIMEOUT COMMAND ARGS...", and frames every test's
-# output with markers the host parses (scripts/results.py):
+# each line "GROUP NAME TIMEOUT COMMAND ARGS... [#: ANNOTATIONS]" (the
+# annotations are for the host), and frames every test's output with
+# markers the host parses (scripts/results.py):
 #   @@@ BEGIN GROUP NAME
 #   ... TAP or free-form output ...
 #   @@@ END GROUP NAME rc=N
-# Then it checks the kernel log for splats, runs a kmemleak scan, unloads
-# the module and powers off.
+# Every marker starts a line of its own, whatever the output before it.
+# Then it checks the module's counters and free memory, runs a kmemleak
+# scan, reports the kernel's taint flags, prints the kernel log (the host
+# looks for splats in it) and powers off.
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/tests
@@ -26,18 +29,18 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t hugetlbfs hugetlbfs /mnt/huge
 ulimit -c 0
 
-echo "@@@ GUEST kernel $(uname -r) cpus $(nproc) mem $(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
+# mark WORDS...: a marker line, on a line of its own even when the output
+# before it did not end with a newline.
+mark() {
+	printf '\n@@@ %s\n' "$*"
+}
+
+mark "GUEST kernel $(uname -r) cpus $(nproc) mem $(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
 echo "${HUGEPAGES:-64}" > /proc/sys/vm/nr_hugepages
-echo "@@@ GUEST hugepages $(cat /proc/sys/vm/nr_hugepages)"
+mark "GUEST hugepages $(cat /proc/sys/vm/nr_hugepages)"
 # userfaultfd from unprivileged users is off by default; the tests run as
 # root, but uffd-unit-tests also checks the user-mode-only variant.
 echo 1 > /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null
-
-fail_setup() {
-	echo "@@@ BEGIN setup $1"
-	echo "$2"
-	echo "@@@ END setup $1 rc=1"
-}
 
 # Free memory before the tests, compared with the value after the module
 # is gone ("leak memfree" below; Documentation/testing.rst).  free_kb:
@@ -73,49 +76,50 @@ if [ -c /dev/kvm ] && [ -x /tests/kvm_hold ]; then
 		i=$((i + 1))
 	done
 	for c in $others; do echo 1 > "$c"; done
-	echo "@@@ GUEST $(cat /tmp/kvm_hold.out) ($alone CPU online then, $(nproc) now)"
+	mark "GUEST $(cat /tmp/kvm_hold.out) ($alone CPU online then, $(nproc) now)"
 fi
 
 memfree0=$(free_kb)
 cp /proc/meminfo /tmp/meminfo0
 
 if [ -f /modules/gmem_uffd.ko ]; then
-	echo "@@@ BEGIN setup insmod"
+	mark "BEGIN setup insmod"
 	insmod /modules/gmem_uffd.ko
 	rc=$?
 	ls -l /dev/guest_memfd
-	echo "@@@ END setup insmod rc=$rc"
+	mark "END setup insmod rc=$rc"
 fi
 
 while read -r group name tmo cmd; do
 	case "$group" in ''|'#'*) continue ;; esac
-	echo "@@@ BEGIN $group $name"
+	cmd=${cmd%%#:*}
+	mark "BEGIN $group $name"
 	start=$(date +%s)
 	# shellcheck disable=SC2086
 	timeout "$tmo" sh -c "cd /tmp && exec $cmd" < /dev/null 2>&1
 	rc=$?
-	echo "@@@ END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
+	mark "END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
 	sync
 done < /tests/plan
 
 # Every guest memory file and folio is gone once the tests are.
 if [ -d /sys/kernel/debug/gmem_uffd ]; then
-	echo "@@@ BEGIN leak gmem-counters"
+	mark "BEGIN leak gmem-counters"
 	rc=0
 	for c in files folios missing_events minor_events; do
 		v=$(cat /sys/kernel/debug/gmem_uffd/$c)
 		echo "$c $v"
 		case $c in files|folios) [ "$v" = 0 ] || rc=1 ;; esac
 	done
-	echo "@@@ END leak gmem-counters rc=$rc"
+	mark "END leak gmem-counters rc=$rc"
 fi
 
 if [ -f /modules/gmem_uffd.ko ]; then
-	echo "@@@ BEGIN setup rmmod"
+	mark "BEGIN setup rmmod"
 	rmmod gmem_uffd
 	rc=$?
 	[ -e /dev/guest_memfd ] && { echo "/dev/guest_memfd still present"; rc=1; }
-	echo "@@@ END setup rmmod rc=$rc"
+	mark "END setup rmmod rc=$rc"
 fi
 
 # Free memory back within MEMFREE_MARGIN_KB (kernel command line) of its
@@ -123,27 +127,30 @@ fi
 # or more are printed.
 memfree1=$(free_kb)
 margin=${MEMFREE_MARGIN_KB:-16384}
-echo "@@@ BEGIN leak memfree"
+mark "BEGIN leak memfree"
 echo "MemFree + per-CPU free lists: ${memfree0} kB before the tests, ${memfree1} kB after: $((memfree0 - memfree1)) kB less, margin ${margin} kB"
 awk 'NR == FNR { was[$1] = $2; next }
 	$2 - was[$1] >= 1024 || was[$1] - $2 >= 1024 {
 		printf "  %s %d kB before, %d kB after\n", $1, was[$1], $2 }' /tmp/meminfo0 /proc/meminfo
 rc=0
 [ $((memfree0 - memfree1)) -le "$margin" ] || rc=1
-echo "@@@ END leak memfree rc=$rc"
+mark "END leak memfree rc=$rc"
 
 if [ -w /sys/kernel/debug/kmemleak ]; then
 	echo scan > /sys/kernel/debug/kmemleak
 	sleep 1
 	echo scan > /sys/kernel/debug/kmemleak
-	echo "@@@ KMEMLEAK BEGIN"
+	mark "KMEMLEAK BEGIN"
 	cat /sys/kernel/debug/kmemleak
-	echo "@@@ KMEMLEAK END"
+	mark "KMEMLEAK END"
 fi
 
-echo "@@@ DMESG BEGIN"
+# The backstop of the splat check: the kernel's taint flags (decoded and
+# judged by the host; O, our out-of-tree module, and N, KUnit, are expected).
+mark "TAINTED $(cat /proc/sys/kernel/tainted)"
+mark "DMESG BEGIN"
 dmesg
-echo "@@@ DMESG END"
-echo "@@@ GUEST DONE"
+mark "DMESG END"
+mark "GUEST DONE"
 sync
 poweroff -f

@@ -41,7 +41,7 @@ cp "$plan" "$list.plan"
 # Every binary the plan names must be there.
 while read -r group name tmo cmd; do
 	case "$group" in ''|'#'*) continue ;; esac
-	for exe in $cmd; do
+	for exe in ${cmd%%#:*}; do
 		case "$exe" in
 		/tests/retry-known) ;;
 		/tests/*) [ -f "$bin/${exe#/tests/}" ] || die "plan $plan needs $exe, not built" ;;

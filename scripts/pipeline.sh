@@ -3,6 +3,9 @@
 # The whole job, one stage at a time, each with a start and an end line:
 #   pipeline.sh build            toolchain, kernel source, tree, config, kernel, module, tests
 #   pipeline.sh check|run|stress build, then boot QEMU with selftests/<name>.plan
+#                                (check also runs the harness's own tests, on the host)
+#   pipeline.sh controls         build, then boot scripts/tests/negative.plan: the
+#                                harness's negative controls, each must be a FAIL
 #   pipeline.sh bench            the same with the release kernel, then the report
 #   pipeline.sh profile          the release kernel, selftests/profile.plan (sampled)
 # A plan may say @ARGS@ where the options given as ARGS=... belong.
@@ -31,6 +34,8 @@ prereqs() {
 
 build() {
 	stage prerequisites prereqs
+	# make check: first the harness's own tests (seconds, on the host).
+	[ "$what" != check ] || stage "harness tests (host)" harness check
 	stage "kernel source" "$S/kernel-src.sh"
 	stage toolchain "$S/toolchain.sh"
 	stage "kernel tree" "$S/kernel-tree.sh"
@@ -41,8 +46,24 @@ build() {
 	stage "vmm demo" "$S/build-vmm.sh"
 }
 
+# harness NAME: the tests of scripts/results.py (scripts/tests/) on the
+# host, as a record of group "harness" in $hostlog, which the results of
+# the guest run that follows count.
+hostlog=
+harness() {
+	local rc=0
+	hostlog=$LOGS/$1-harness.log
+	{
+		echo "@@@ BEGIN harness test_results"
+		python3 "$S/tests/test_results.py" 2>&1 || rc=$?
+		echo "@@@ END harness test_results rc=$rc"
+	} > "$hostlog"
+	say "harness: $(grep -c '^ok' "$hostlog") passed, $(grep -c '^not ok' "$hostlog") failed (counted in the totals)"
+}
+
+# boot NAME [PLAN]: the plan (default selftests/NAME.plan) in a guest.
 boot() {
-	local plan=$TOP/selftests/$1.plan img=$CACHE/initramfs-$1.cpio
+	local plan=${2:-$TOP/selftests/$1.plan} img=$CACHE/initramfs-$1.cpio
 	sed "s|@ARGS@|${ARGS:-}|g" "$plan" > "$CACHE/$1-args.plan"
 	plan=$CACHE/$1-args.plan
 	if [ -n "${TESTS:-}" ]; then
@@ -55,7 +76,7 @@ boot() {
 	fi
 	stage initramfs "$S/initramfs.sh" "$plan" "$img"
 	local rc=0
-	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img" || rc=$?
+	stage "qemu $1" "$S/run-qemu.sh" "$1" "$img" "$plan" ${hostlog:+"$hostlog"} || rc=$?
 	# The totals are the last line of the output.
 	[ -s "$LOGS/$1-results.txt" ] && tail -n 1 "$LOGS/$1-results.txt"
 	return $rc
@@ -64,6 +85,7 @@ boot() {
 case "$what" in
 build) build ;;
 check|run|stress) build; boot "$what" ;;
+controls) build; boot controls "$TOP/scripts/tests/negative.plan" ;;
 bench)
 	export FLAVOUR=release
 	build
@@ -76,5 +98,5 @@ profile)
 	boot profile
 	grep -E '^(PROFILE|LATENCY)' "$LOGS/profile-guest.log" || die "no PROFILE lines in $LOGS/profile-guest.log"
 	;;
-*) die "usage: pipeline.sh build|check|run|stress|bench|profile" ;;
+*) die "usage: pipeline.sh build|check|run|stress|controls|bench|profile" ;;
 esac

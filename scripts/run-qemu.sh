@@ -2,14 +2,17 @@
 # SPDX-License-Identifier: GPL-2.0
 # Boot the kernel with an initramfs in QEMU, show test progress, save the
 # serial log and turn it into results.
-#   run-qemu.sh NAME INITRAMFS
+#   run-qemu.sh NAME INITRAMFS PLAN [HOST_LOG]
+# PLAN is the plan packed into INITRAMFS: every line of it must have a
+# result.  HOST_LOG: results of tests run on the host (the harness's own),
+# counted in the same totals (scripts/results.py).
 # TCG (-accel tcg -cpu max,la57=off) unless the host CPU shows vmx/svm and
 # /dev/kvm is usable; ACCEL=tcg|kvm overrides.  BZIMAGE overrides the kernel.
 # QEMU_TIMEOUT bounds the whole run.  QEMU_NUMA nodes (default 2) share the
 # memory and the vCPUs, so that NUMA placement can be tested.
 . "$(dirname "$0")/lib.sh"
 
-name=$1 initrd=$2
+name=$1 initrd=$2 plan=${3:?usage: run-qemu.sh NAME INITRAMFS PLAN [HOST_LOG]} hostlog=${4:-}
 command -v qemu-system-x86_64 >/dev/null ||
 	die "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
 accel=${ACCEL:-}
@@ -55,7 +58,7 @@ cmdline="$cmdline kunit.filter_glob=${KUNIT_GLOB:-rust_doctests_kernel.rust_doct
 # boot: run QEMU in the background, writing the serial log to $log.
 boot() {
 	: > "$log"
-	timeout -k 10 "${QEMU_TIMEOUT:-1800}" qemu-system-x86_64 "${aopts[@]}" \
+	timeout -k 10 "${QEMU_TIMEOUT:-2700}" qemu-system-x86_64 "${aopts[@]}" \
 		"${topo[@]}" -nodefaults -no-reboot \
 		-display none -monitor none -serial "file:$log" \
 		-kernel "${BZIMAGE:-$KOUT/arch/x86/boot/bzImage}" -initrd "$initrd" \
@@ -100,6 +103,7 @@ wait $qemu || rc=$?
 qemu=
 sleep 1
 kill $tailer 2>/dev/null || true
-[ $rc -eq 124 ] && say "qemu: timed out after ${QEMU_TIMEOUT:-1800}s"
+[ $rc -eq 124 ] && say "qemu: timed out after ${QEMU_TIMEOUT:-2700}s"
 say "qemu: exited (rc=$rc)"
-python3 "$TOP/scripts/results.py" "$log" | tee "$LOGS/$name-results.txt"
+python3 "$TOP/scripts/results.py" --plan "$plan" ${hostlog:+--host-log "$hostlog"} "$log" |
+	tee "$LOGS/$name-results.txt"

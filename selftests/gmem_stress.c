@@ -33,9 +33,16 @@
  * hole of 1-4 pages, UFFDIO_COPY, pwrite + UFFDIO_CONTINUE, MADV_DONTNEED.
  * Handlers serve MISSING faults with UFFDIO_COPY or pwrite +
  * UFFDIO_CONTINUE (at random), MINOR faults with UFFDIO_CONTINUE; EEXIST
- * means another fill won (the waiters are woken with UFFDIO_WAKE), EFAULT
- * on CONTINUE that the page was punched since the event (woken: the fault
- * is retried as MISSING).
+ * means another fill won (the waiters are woken with UFFDIO_WAKE).  EFAULT
+ * or ENOENT on CONTINUE means the page left the file after the event (woken:
+ * the fault is retried as MISSING), which only a punch does: it is accepted
+ * only if a punch of that page started after the handler read the event.
+ * Each punch takes the next number of a sequence and stamps its pages with
+ * it (both locks held); the handler notes the sequence right before it
+ * reads an event.  No punch of the page can fall between the fault and
+ * that read: the faulting worker holds the page's access lock until its
+ * fault is served, and a fault woken before its event is read takes the
+ * event with it.
  *
  * At the end every page is read once more through the mapping and with
  * pread(), no event may be left, and the module's debugfs counters must be
@@ -102,6 +109,7 @@ struct page_state {
 	pthread_mutex_t fill;
 	uint64_t gen;		/* changed with both locks held */
 	uint64_t sum;		/* checksum of content(p, gen) */
+	uint64_t punched;	/* S.punch_seq of its last punch */
 };
 
 struct worker {
@@ -119,6 +127,7 @@ struct handler {
 	int id;
 	uint64_t rs;
 	unsigned long missing, minor, eexist, efault, eagain;
+	uint64_t since;		/* S.punch_seq before the event was read */
 	char *buf;
 	pthread_t thread;
 };
@@ -128,6 +137,7 @@ static struct {
 	int fd, uffd;
 	char *mem;
 	struct page_state *ps;
+	uint64_t punch_seq;	/* punches so far */
 	int stop_workers, stop_handlers;
 	int failed;
 	char msg[512];
@@ -299,13 +309,16 @@ static void serve(struct handler *h, const struct uffd_msg *msg)
 		if (ret == -EEXIST) {
 			h->eexist++;
 			ret = uffd_wake_page(page);
-		} else if (ret == -EFAULT) {
+		} else if ((ret == -EFAULT || ret == -ENOENT) &&
+			   __atomic_load_n(&S.ps[page].punched, __ATOMIC_SEQ_CST) > h->since) {
 			/* Punched since: the fault comes back as MISSING. */
 			h->efault++;
 			ret = uffd_wake_page(page);
 		}
 		if (ret)
-			fail("handler %d: MINOR fault on page %ld: %s", h->id, page, strerror(-ret));
+			fail("handler %d: MINOR fault on page %ld: %s%s", h->id, page, strerror(-ret),
+			     ret == -EFAULT || ret == -ENOENT ?
+			     " with no punch of the page since the event" : "");
 		return;
 	}
 	h->missing++;
@@ -319,12 +332,17 @@ static void serve(struct handler *h, const struct uffd_msg *msg)
 static void *handler_fn(void *arg)
 {
 	struct handler *h = arg;
+	struct pollfd pfd = { .fd = S.uffd, .events = POLLIN };
 	struct uffd_msg msg;
 	int ret;
 
 	while (!__atomic_load_n(&S.stop_handlers, __ATOMIC_ACQUIRE)) {
-		ret = uffd_read_msg(S.uffd, &msg, POLL_MS);
-		if (ret == -ETIMEDOUT)
+		/* Wait for an event, note the punches so far, then read it. */
+		if (!poll(&pfd, 1, POLL_MS))
+			continue;
+		h->since = __atomic_load_n(&S.punch_seq, __ATOMIC_SEQ_CST);
+		ret = uffd_read_msg(S.uffd, &msg, 1);
+		if (ret == -ETIMEDOUT)	/* the other handler took it */
 			continue;
 		if (ret) {
 			fail("handler %d: reading the uffd: %s", h->id, strerror(-ret));
@@ -411,6 +429,7 @@ static void op_fill(struct worker *w, long page, bool copy)
 static void run_op(struct worker *w, enum op what, long page)
 {
 	long n = 1, i;
+	uint64_t seq;
 
 	if (what == OP_PUNCH) {
 		n = 1 + rnd_below(&w->rs, MAX_PUNCH);
@@ -443,8 +462,11 @@ static void run_op(struct worker *w, enum op what, long page)
 		op_write_new(w, page, true);
 		break;
 	case OP_PUNCH:
-		for (i = 0; i < n; i++)
+		seq = __atomic_add_fetch(&S.punch_seq, 1, __ATOMIC_SEQ_CST);
+		for (i = 0; i < n; i++) {
 			pthread_mutex_lock(&S.ps[page + i].fill);
+			__atomic_store_n(&S.ps[page + i].punched, seq, __ATOMIC_SEQ_CST);
+		}
 		if (fallocate(S.fd, PUNCH_HOLE, page * S.page_size, n * S.page_size))
 			fail("punch hole of pages %ld-%ld: %s", page, page + n - 1,
 			     strerror(errno));
@@ -649,7 +671,7 @@ int main(int argc, char **argv)
 		total += count[opt];
 		ksft_print_msg("  %-16s %lu\n", ops[opt].name, count[opt]);
 	}
-	ksft_print_msg("%lu operations in %.1f s; handlers: %lu MISSING, %lu MINOR, %lu EEXIST, %lu EFAULT (punched since)\n",
+	ksft_print_msg("%lu operations in %.1f s; handlers: %lu MISSING, %lu MINOR, %lu EEXIST, %lu EFAULT/ENOENT (punched since)\n",
 		       total, (now_ms() - t0) / 1000.0, missing, minor, eexist, efault);
 	if (failed())
 		ksft_print_msg("FAILED: %s\n", S.msg);
