@@ -49,6 +49,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -121,45 +122,12 @@ static unsigned long long counter(struct __test_metadata *_metadata, const char 
 
 /*
  * access_sigbus() reads one byte (or writes @val there) and tells whether
- * that raised SIGBUS.  The jump buffer is per thread: the thread that
- * faults is the one that catches.
+ * that raised SIGBUS (sigbus_probe() of gmem_util.h: the thread that faults
+ * is the one that catches).
  */
-static __thread sigjmp_buf sigbus_jmp;
-static __thread int sigbus_armed;
-
-static void sigbus_handler(int sig)
-{
-	if (__atomic_load_n(&sigbus_armed, __ATOMIC_SEQ_CST))
-		siglongjmp(sigbus_jmp, 1);
-	/* Not expected: return and let the fault kill the process. */
-	signal(SIGBUS, SIG_DFL);
-}
-
 static bool access_sigbus(char *p, bool write, char val)
 {
-	struct sigaction sa = { .sa_handler = sigbus_handler };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(sigbus_jmp, 1)) {
-		__atomic_store_n(&sigbus_armed, 0, __ATOMIC_SEQ_CST);
-		return true;
-	}
-	__atomic_store_n(&sigbus_armed, 1, __ATOMIC_SEQ_CST);
-	/*
-	 * A plain load or store (one mov), not a seq_cst store (xchg on x86):
-	 * QEMU's single-threaded TCG emulates xchg as a load, then a store,
-	 * and the fault of the load is a read fault.  The signal fences keep
-	 * the access between the two stores of sigbus_armed.
-	 */
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (write)
-		__atomic_store_n(p, val, __ATOMIC_RELAXED);
-	else
-		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&sigbus_armed, 0, __ATOMIC_SEQ_CST);
-	return false;
+	return sigbus_probe(p, write, val, NULL);
 }
 
 /* userfaultfd helpers: each returns 0 or -errno. */
@@ -487,6 +455,16 @@ FIXTURE_TEARDOWN(gmem_dev)
 
 /* ---- The device and KVM_CREATE_GUEST_MEMFD ---- */
 
+/* A character device, private to the VMM (root) by default. */
+TEST_F(gmem_dev, device_node_0600)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, fstat(self->dev, &st));
+	EXPECT_TRUE(S_ISCHR(st.st_mode));
+	EXPECT_EQ(0600U, st.st_mode & 07777);
+}
+
 TEST_F(gmem_dev, unknown_ioctl_enotty)
 {
 	struct kvm_create_guest_memfd args = { .size = page_size };
@@ -759,6 +737,41 @@ TEST_F(gmem_dev, rw_eof)
 	close(fd);
 }
 
+/*
+ * write() applies the checks of every regular file (generic_write_checks()):
+ * O_APPEND writes at the end, which for a file of fixed size is past it, and
+ * RLIMIT_FSIZE limits the offset (EFBIG, and SIGXFSZ unless ignored), as on a
+ * memfd.
+ */
+TEST_F(gmem_dev, rw_write_checks)
+{
+	const long size = 4 * page_size;
+	struct rlimit old, lim = { .rlim_cur = 2 * page_size };
+	int fd;
+
+	fd = create_gmem(self->dev, size, 0);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, fcntl(fd, F_SETFL, O_APPEND));
+	fill(pat_a, 16, 0x31);
+	EXPECT_EQ(-ENOSPC, err_of(write(fd, pat_a, 16)));
+	/* On Linux a pwrite() to an O_APPEND file appends too (pwrite(2), BUGS). */
+	EXPECT_EQ(-ENOSPC, err_of(pwrite(fd, pat_a, 16, 0)));
+	ASSERT_EQ(0, fcntl(fd, F_SETFL, 0));
+
+	ASSERT_EQ(0, getrlimit(RLIMIT_FSIZE, &old));
+	lim.rlim_max = old.rlim_max;
+	ASSERT_NE(SIG_ERR, signal(SIGXFSZ, SIG_IGN));
+	ASSERT_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
+	EXPECT_EQ(-EFBIG, err_of(pwrite(fd, pat_a, 16, 2 * page_size)));
+	/* A write crossing the limit stops there. */
+	EXPECT_EQ(10, err_of(pwrite(fd, pat_a, 16, 2 * page_size - 10)));
+	EXPECT_EQ(16, err_of(pwrite(fd, pat_a, 16, 0)));
+	ASSERT_EQ(0, setrlimit(RLIMIT_FSIZE, &old));
+	signal(SIGXFSZ, SIG_DFL);
+	EXPECT_EQ(16, err_of(pwrite(fd, pat_a, 16, 2 * page_size)));
+	close(fd);
+}
+
 /* Which of the first @pages pages of @mem are in the page cache (bit i). */
 static unsigned long resident(char *mem, int pages)
 {
@@ -942,6 +955,25 @@ TEST_F(gmem_dev, mmap_refused)
 	close(fd);
 }
 
+/* Files of gmem_uffd's file system are never executable: PROT_EXEC is EPERM. */
+TEST_F(gmem_dev, mmap_exec_eperm)
+{
+	char *mem;
+	int fd;
+
+	fd = create_gmem(self->dev, page_size, GMEM_SHARED);
+	ASSERT_LE(0, fd);
+	mem = mmap(NULL, page_size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+	EXPECT_EQ(MAP_FAILED, mem);
+	EXPECT_EQ(EPERM, errno);
+	mem = mmap(NULL, page_size, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	EXPECT_EQ(-1, mprotect(mem, page_size, PROT_READ | PROT_EXEC));
+	EXPECT_EQ(EACCES, errno);
+	munmap(mem, page_size);
+	close(fd);
+}
+
 TEST_F(gmem_dev, mmap_not_shared_sigbus)
 {
 	char *mem = NULL;
@@ -1093,6 +1125,57 @@ TEST_F(gmem_dev, uffd_register_wp_einval)
 	}
 	/* The refused registrations left nothing behind. */
 	EXPECT_EQ(0, uffd_register(m.uffd, m.mem, page_size, MODE_MISSING, NULL));
+	put_map(&m);
+}
+
+/*
+ * Memory private to the guest (no INIT_SHARED) is never mapped by the host:
+ * userfaultfd cannot be registered on it, in any mode, so UFFDIO_COPY and
+ * UFFDIO_CONTINUE can never fill it (pwrite() still can, before the guest
+ * runs).
+ */
+TEST_F(gmem_dev, uffd_register_private_einval)
+{
+	static const __u64 modes[] = { MODE_MISSING, MODE_MINOR, MODE_BOTH };
+	char *mem = NULL;
+	unsigned int i;
+	int fd, uffd;
+
+	fd = create_gmem(self->dev, page_size, GUEST_MEMFD_FLAG_MMAP);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, map_gmem(fd, page_size, MAP_SHARED, &mem));
+	uffd = uffd_open();
+	ASSERT_LE(0, uffd);
+	for (i = 0; i < ARRAY_SIZE(modes); i++)
+		EXPECT_EQ(-EINVAL, uffd_register(uffd, mem, page_size, modes[i], NULL))
+			TH_LOG("mode %#llx", modes[i]);
+	fill(pat_a, 16, 0x32);
+	EXPECT_EQ(16, err_of(pwrite(fd, pat_a, 16, 0)));
+	close(uffd);
+	munmap(mem, page_size);
+	close(fd);
+}
+
+/*
+ * With UFFD_FEATURE_WP_ASYNC, core mm accepts a WP-only registration on every
+ * VMA without asking the memory's uffd operations (mm/userfaultfd.c,
+ * vma_can_userfault()), so gmem cannot refuse it: it is accepted, as on a
+ * memfd, and leaves the memory usable.  Synchronous WP stays refused.
+ */
+TEST_F(gmem_dev, uffd_register_wp_async)
+{
+	struct gmem_map m;
+	int uffd;
+
+	setup_map(_metadata, self->dev, &m, page_size, page_size, 0);
+	uffd = uffd_open_features(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED);
+	ASSERT_LE(0, uffd);
+	EXPECT_EQ(0, uffd_register(uffd, m.mem, page_size, MODE_WP, NULL));
+	EXPECT_EQ(-EINVAL, uffd_register(uffd, m.mem, page_size, MODE_WP | MODE_MISSING, NULL));
+	m.mem[0] = 0x33;
+	ASSERT_EQ(1, read_at(m.fd, 1, 0));
+	EXPECT_EQ(0x33, rbuf[0]);
+	close(uffd);
 	put_map(&m);
 }
 

@@ -15,7 +15,7 @@
  *    move_pages(2) in query mode.  Needs a guest with two NUMA nodes
  *    (scripts/run-qemu.sh makes two); with one node the tests skip.
  *
- * Needs cgroup v2 (mounted at CGROUP_DIR if it is not yet) with the memory
+ * Needs cgroup v2 (mounted at CGROUP2_DIR if it is not yet) with the memory
  * controller, and root.
  */
 #ifndef _GNU_SOURCE
@@ -33,7 +33,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -44,7 +43,6 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 
-#define CGROUP_DIR	"/sys/fs/cgroup"
 #define NPAGES		256		/* 1 MiB of 4 KiB pages */
 #define POLL_TIMEOUT_MS	5000
 
@@ -71,99 +69,19 @@ static int gmem_create(size_t size)
 	return fd;
 }
 
-/* ---- cgroup v2 helpers ---- */
+/* ---- fd passing (the guest kernel has no sockets: CONFIG_NET is off) ---- */
 
-static int write_file(const char *path, const char *val)
+/* The file descriptor @fd of process @pid, duplicated into ours: a new fd or -errno. */
+static int take_fd(pid_t pid, int fd)
 {
-	int fd, ret = 0;
+	int pidfd = syscall(SYS_pidfd_open, pid, 0), ret;
 
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (pidfd < 0)
 		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		ret = -errno;
-	close(fd);
+	ret = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	ret = ret < 0 ? -errno : ret;
+	close(pidfd);
 	return ret;
-}
-
-/* Mount cgroup2 if needed and enable the memory controller for children. */
-static int cgroup_setup(void)
-{
-	char ctrl[256] = "";
-	ssize_t n;
-	int fd;
-
-	if (access(CGROUP_DIR "/cgroup.controllers", F_OK) &&
-	    mount("cgroup2", CGROUP_DIR, "cgroup2", 0, NULL))
-		return -errno;
-	fd = open(CGROUP_DIR "/cgroup.controllers", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, ctrl, sizeof(ctrl) - 1);
-	close(fd);
-	if (n <= 0 || !strstr(ctrl, "memory"))
-		return -ENOENT;
-	return write_file(CGROUP_DIR "/cgroup.subtree_control", "+memory");
-}
-
-static long long cg_current(const char *cg)
-{
-	unsigned long long val = 0;
-	char path[256];
-	int ret;
-
-	snprintf(path, sizeof(path), CGROUP_DIR "/%s/memory.current", cg);
-	ret = read_number(path, &val);
-	return ret ? ret : (long long)val;
-}
-
-static int cg_enter(const char *cg)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), CGROUP_DIR "/%s/cgroup.procs", cg);
-	return write_file(path, "0");
-}
-
-/* ---- fd passing ---- */
-
-static int send_fd(int sock, int fd)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	char byte = 'u';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
-	};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &msg, 0) == 1 ? 0 : -errno;
-}
-
-static int recv_fd(int sock)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	char byte;
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
-	};
-	struct cmsghdr *c;
-	int fd;
-
-	if (recvmsg(sock, &msg, 0) != 1)
-		return -errno ? -errno : -EIO;
-	c = CMSG_FIRSTHDR(&msg);
-	if (!c || c->cmsg_type != SCM_RIGHTS)
-		return -EPROTO;
-	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
 }
 
 /*
@@ -214,32 +132,22 @@ FIXTURE(memcg)
 
 FIXTURE_SETUP(memcg)
 {
-	int ret = cgroup_setup();
+	int ret = cgroup2_setup();
 
 	if (ret)
 		SKIP(return, "no cgroup v2 memory controller: %s", strerror(-ret));
 	snprintf(self->faulter, sizeof(self->faulter), "gmem_f%d", getpid());
 	snprintf(self->handler, sizeof(self->handler), "gmem_h%d", getpid());
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->faulter);
-		ASSERT_EQ(0, mkdir(path, 0755));
-		snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->handler);
-		ASSERT_EQ(0, mkdir(path, 0755));
-	}
+	ASSERT_EQ(0, cg_create(self->faulter));
+	ASSERT_EQ(0, cg_create(self->handler));
 }
 
 FIXTURE_TEARDOWN(memcg)
 {
-	char path[256];
-
 	/* Back to the root cgroup, so that ours can be removed. */
-	write_file(CGROUP_DIR "/cgroup.procs", "0");
-	snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->faulter);
-	rmdir(path);
-	snprintf(path, sizeof(path), CGROUP_DIR "/%s", self->handler);
-	rmdir(path);
+	cg_enter("");
+	cg_remove(self->faulter);
+	cg_remove(self->handler);
 }
 
 /*
@@ -253,12 +161,14 @@ TEST_F(memcg, copy_charged_to_faulting_mm)
 {
 	size_t size = NPAGES * page_size;
 	long long f0, h0, f1, h1;
-	int sv[2], fd, uffd, status;
+	int up[2], down[2], fd, uffd, status;
 	pid_t pid;
 
 	fd = gmem_create(size);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	/* The child says its uffd's number up, the parent says go down. */
+	ASSERT_EQ(0, pipe2(up, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(down, O_CLOEXEC));
 	ASSERT_EQ(0, cg_enter(self->handler));
 
 	pid = fork();
@@ -277,10 +187,10 @@ TEST_F(memcg, copy_charged_to_faulting_mm)
 			_exit(12);
 		if (uffd_register(uffd, p, size, MODE_MISSING, NULL))
 			_exit(13);
-		if (send_fd(sv[1], uffd))
+		if (write(up[1], &uffd, sizeof(uffd)) != sizeof(uffd))
 			_exit(14);
 		/* Wait for the parent to read the counters first. */
-		if (read(sv[1], &go, 1) != 1)
+		if (read(down[0], &go, 1) != 1)
 			_exit(15);
 		for (i = 0; i < NPAGES; i++)
 			if (PEEK(p + i * page_size) != 'c')
@@ -288,13 +198,15 @@ TEST_F(memcg, copy_charged_to_faulting_mm)
 		_exit(0);
 	}
 
-	uffd = recv_fd(sv[0]);
-	ASSERT_LE(0, uffd) TH_LOG("child did not send its uffd");
+	ASSERT_EQ((ssize_t)sizeof(uffd), read(up[0], &uffd, sizeof(uffd)))
+		TH_LOG("child sent no uffd");
+	uffd = take_fd(pid, uffd);
+	ASSERT_LE(0, uffd) TH_LOG("pidfd_getfd: %s", strerror(-uffd));
 	f0 = cg_current(self->faulter);
 	h0 = cg_current(self->handler);
 	ASSERT_LE(0, f0);
 	ASSERT_LE(0, h0);
-	ASSERT_EQ(1, write(sv[0], "g", 1));
+	ASSERT_EQ(1, write(down[1], "g", 1));
 	ASSERT_EQ(NPAGES, serve_copies(uffd, NPAGES));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
@@ -310,8 +222,10 @@ TEST_F(memcg, copy_charged_to_faulting_mm)
 	/* Freeing the file uncharges them. */
 	close(fd);
 	ASSERT_GE(f1 - cg_current(self->faulter), (long long)size * 3 / 4);
-	close(sv[0]);
-	close(sv[1]);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
 }
 
 /* A zero-fill fault (no uffd) charges the folio to the faulting task. */
@@ -352,30 +266,6 @@ TEST_F(memcg, zero_fill_fault_charged_to_faulter)
 }
 
 /* ---- NUMA ---- */
-
-static int num_nodes(void)
-{
-	char path[64];
-	int n = 0;
-
-	for (;;) {
-		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
-		if (access(path, F_OK))
-			return n;
-		n++;
-	}
-}
-
-/* The node of the page at addr (move_pages in query mode), or -errno. */
-static int page_node(void *addr)
-{
-	void *pages[1] = { addr };
-	int status[1] = { -1 };
-
-	if (syscall(__NR_move_pages, 0, 1, pages, NULL, status, 0))
-		return -errno;
-	return status[0];
-}
 
 static long bind_to(void *addr, size_t len, int node)
 {

@@ -2,10 +2,11 @@
 /*
  * Helpers shared by the gmem_uffd selftests: the device, guest memory files
  * (and the sealed memfd that stands in for one in the tests' self checks),
- * the debugfs counters, userfaultfd set-up, the environment and the clock.
- * Every helper that can fail returns -errno (or -1 where said) instead of
- * asserting, so that both kselftest-harness tests and plain programs can
- * use it.
+ * the debugfs counters, userfaultfd set-up, the environment and the clock,
+ * page patterns, SIGBUS probes, cgroup v2, NUMA, child processes and the
+ * kernel log.  Every helper that can fail returns -errno (or -1 where said)
+ * instead of asserting, so that both kselftest-harness tests and plain
+ * programs can use it.
  */
 #ifndef GMEM_UTIL_H
 #define GMEM_UTIL_H
@@ -15,6 +16,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +27,11 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <linux/falloc.h>
 #include <linux/kvm.h>
 #include <linux/magic.h>
@@ -166,15 +172,17 @@ static inline uint64_t now_ms(void)
 }
 
 /*
- * A userfaultfd with the API handshake done for @features, or -errno.
- * O_NONBLOCK: poll() on a blocking userfaultfd reports POLLERR.
+ * A userfaultfd with the API handshake done for @features, or -errno;
+ * @flags may add UFFD_USER_MODE_ONLY (what an unprivileged process needs
+ * while vm.unprivileged_userfaultfd is 0).  O_NONBLOCK: poll() on a
+ * blocking userfaultfd reports POLLERR.
  */
-static inline int uffd_open_features(__u64 features)
+static inline int uffd_open_flags(int flags, __u64 features)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
 	int uffd, ret;
 
-	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | flags);
 	if (uffd < 0)
 		return -errno;
 	if (ioctl(uffd, UFFDIO_API, &api)) {
@@ -183,6 +191,11 @@ static inline int uffd_open_features(__u64 features)
 		return ret;
 	}
 	return uffd;
+}
+
+static inline int uffd_open_features(__u64 features)
+{
+	return uffd_open_flags(0, features);
 }
 
 static inline int uffd_open(void)
@@ -325,6 +338,423 @@ static inline uint64_t rnd_next(uint64_t *s)
 static inline unsigned long rnd_below(uint64_t *s, unsigned long n)
 {
 	return n ? rnd_next(s) % n : 0;
+}
+
+/*
+ * Word @w of page @page of the pattern of @seed: seed << 48 | page << 16 |
+ * word, so that a hex dump of a wrong word tells where it came from, and no
+ * two words of a file (up to 2^32 pages of up to 2^16 words) are the same.
+ * Seed 0 is the pattern of a page never written: all zeros.
+ */
+static inline uint64_t page_word(uint16_t seed, unsigned long page, unsigned long w)
+{
+	if (!seed)
+		return 0;
+	return (uint64_t)seed << 48 | (uint64_t)(page & 0xffffffff) << 16 | (w & 0xffff);
+}
+
+/* Fill @buf (@len bytes, a multiple of 8) with page @page of the pattern of @seed. */
+static inline void fill_page_words(void *buf, long len, uint16_t seed, unsigned long page)
+{
+	uint64_t *p = buf;
+	long w;
+
+	for (w = 0; w < len / 8; w++)
+		p[w] = page_word(seed, page, w);
+}
+
+/* The first word of @buf (@len bytes) that is not page @page of @seed's pattern, or -1. */
+static inline long bad_page_word(const void *buf, long len, uint16_t seed, unsigned long page)
+{
+	const uint64_t *p = buf;
+	long w;
+
+	for (w = 0; w < len / 8; w++) {
+		if (p[w] != page_word(seed, page, w))
+			return w;
+	}
+	return -1;
+}
+
+/*
+ * SIGBUS probes.  sigbus_probe() reads one byte at @p (or writes @val
+ * there), sigbus_call() calls @fn(@arg); each tells whether that raised
+ * SIGBUS and, unless @si is NULL, leaves the signal's siginfo there.  The
+ * jump buffer is per thread: the thread that faults is the one that
+ * catches.  A SIGBUS outside a probe kills the process, as it would have
+ * without the handler.
+ */
+static __thread sigjmp_buf gmem_sigbus_jmp;
+static __thread int gmem_sigbus_armed;
+static __thread siginfo_t *gmem_sigbus_info;
+
+static inline void gmem_sigbus_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (__atomic_load_n(&gmem_sigbus_armed, __ATOMIC_SEQ_CST)) {
+		if (gmem_sigbus_info)
+			*gmem_sigbus_info = *si;
+		siglongjmp(gmem_sigbus_jmp, 1);
+	}
+	/* Not expected: die of it (SIGBUS is blocked until we return). */
+	signal(SIGBUS, SIG_DFL);
+	raise(SIGBUS);
+}
+
+static inline void gmem_sigbus_arm(siginfo_t *si)
+{
+	struct sigaction sa = {
+		.sa_sigaction = gmem_sigbus_handler,
+		.sa_flags = SA_SIGINFO,
+	};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	gmem_sigbus_info = si;
+}
+
+static inline bool sigbus_probe(char *p, bool write, char val, siginfo_t *si)
+{
+	gmem_sigbus_arm(si);
+	if (sigsetjmp(gmem_sigbus_jmp, 1)) {
+		__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+		return true;
+	}
+	__atomic_store_n(&gmem_sigbus_armed, 1, __ATOMIC_SEQ_CST);
+	/*
+	 * A plain load or store (one mov), not a seq_cst store (xchg on x86):
+	 * QEMU's single-threaded TCG emulates xchg as a load, then a store,
+	 * and the fault of the load is a read fault.  The signal fences keep
+	 * the access between the two stores of gmem_sigbus_armed.
+	 */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (write)
+		__atomic_store_n(p, val, __ATOMIC_RELAXED);
+	else
+		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+	return false;
+}
+
+static inline bool sigbus_call(void (*fn)(void *), void *arg, siginfo_t *si)
+{
+	gmem_sigbus_arm(si);
+	if (sigsetjmp(gmem_sigbus_jmp, 1)) {
+		__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+		return true;
+	}
+	__atomic_store_n(&gmem_sigbus_armed, 1, __ATOMIC_SEQ_CST);
+	fn(arg);
+	__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+	return false;
+}
+
+/* Write the string @val to the file @path (sysfs, procfs, cgroupfs): 0 or -errno. */
+static inline int write_str(const char *path, const char *val)
+{
+	int fd, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* The value in kB of the field @name of /proc/meminfo, or -errno. */
+static inline long long meminfo_kb(const char *name)
+{
+	char line[128], key[64];
+	long long val, ret = -ENOENT;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %lld", key, &val) == 2 && !strcmp(key, name)) {
+			ret = val;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* The capability @cap is in this process's effective set (/proc/self/status). */
+static inline bool has_cap(int cap)
+{
+	unsigned long long eff = 0;
+	char line[128];
+	bool found = false;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "CapEff: %llx", &eff) == 1;
+	fclose(f);
+	return found && cap < 64 && (eff >> cap & 1);
+}
+
+/*
+ * cgroup v2.  A cgroup is named by its path under CGROUP2_DIR; "" is the
+ * root.
+ */
+#define CGROUP2_DIR		"/sys/fs/cgroup"
+
+/* Mount cgroup2 if needed and enable the memory controller for children: 0 or -errno. */
+static inline int cgroup2_setup(void)
+{
+	char ctrl[256] = "";
+	ssize_t n;
+	int fd;
+
+	if (access(CGROUP2_DIR "/cgroup.controllers", F_OK) &&
+	    mount("cgroup2", CGROUP2_DIR, "cgroup2", 0, NULL))
+		return -errno;
+	fd = open(CGROUP2_DIR "/cgroup.controllers", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, ctrl, sizeof(ctrl) - 1);
+	close(fd);
+	if (n <= 0 || !strstr(ctrl, "memory"))
+		return -ENOENT;
+	return write_str(CGROUP2_DIR "/cgroup.subtree_control", "+memory");
+}
+
+static inline void cg_path(char *buf, size_t len, const char *cg, const char *file)
+{
+	snprintf(buf, len, CGROUP2_DIR "/%s%s%s", cg, *cg && file ? "/" : "", file ? file : "");
+}
+
+static inline int cg_create(const char *cg)
+{
+	char path[256];
+
+	cg_path(path, sizeof(path), cg, NULL);
+	return mkdir(path, 0755) ? -errno : 0;
+}
+
+static inline int cg_remove(const char *cg)
+{
+	char path[256];
+
+	cg_path(path, sizeof(path), cg, NULL);
+	return rmdir(path) ? -errno : 0;
+}
+
+/* Write @val to the control file @file of @cg: 0 or -errno. */
+static inline int cg_write(const char *cg, const char *file, const char *val)
+{
+	char path[256];
+
+	cg_path(path, sizeof(path), cg, file);
+	return write_str(path, val);
+}
+
+static inline int cg_write_ll(const char *cg, const char *file, long long val)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld", val);
+	return cg_write(cg, file, buf);
+}
+
+/* Move the calling process into @cg: 0 or -errno. */
+static inline int cg_enter(const char *cg)
+{
+	return cg_write(cg, "cgroup.procs", "0");
+}
+
+/* memory.current of @cg in bytes, or -errno. */
+static inline long long cg_current(const char *cg)
+{
+	unsigned long long val = 0;
+	char path[256];
+	int ret;
+
+	cg_path(path, sizeof(path), cg, "memory.current");
+	ret = read_number(path, &val);
+	return ret ? ret : (long long)val;
+}
+
+/* The count of @event ("high", "max", "oom", "oom_kill", ...) in memory.events of @cg, or -errno. */
+static inline long long cg_event(const char *cg, const char *event)
+{
+	char path[256], line[128], key[64];
+	long long val, ret = -ENOENT;
+	FILE *f;
+
+	cg_path(path, sizeof(path), cg, "memory.events");
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lld", key, &val) == 2 && !strcmp(key, event)) {
+			ret = val;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* NUMA: the number of nodes (node0, node1, ... in sysfs). */
+static inline int num_nodes(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (;;) {
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", n);
+		if (access(path, F_OK))
+			return n;
+		n++;
+	}
+}
+
+/* The node of the page mapped at @addr (move_pages in query mode), or -errno. */
+static inline int page_node(void *addr)
+{
+	void *pages[1] = { addr };
+	int status[1] = { -1 };
+
+	if (syscall(__NR_move_pages, 0, 1, pages, NULL, status, 0))
+		return -errno;
+	return status[0];
+}
+
+/*
+ * Wait up to @timeout_ms for the child @pid to end (a pidfd, no polling
+ * loop): 0 with its wait status in *@status, -ETIMEDOUT after killing and
+ * reaping it, or -errno.
+ */
+static inline int wait_child_timeout(pid_t pid, int timeout_ms, int *status)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	int ret;
+
+	pfd.fd = syscall(__NR_pidfd_open, pid, 0);
+	if (pfd.fd < 0)
+		return -errno;
+	do {
+		ret = poll(&pfd, 1, timeout_ms);
+	} while (ret < 0 && errno == EINTR);
+	close(pfd.fd);
+	if (ret < 0)
+		return -errno;
+	if (!ret)
+		kill(pid, SIGKILL);
+	if (waitpid(pid, status, 0) != pid)
+		return -errno;
+	return ret ? 0 : -ETIMEDOUT;
+}
+
+/*
+ * The kernel log.  kmsg_open() opens /dev/kmsg at its end: kmsg_splat() then
+ * reads what the kernel logged since (or since its last call) and returns
+ * true at the first record that matches what scripts/results.py fails a
+ * run on, copied to @line.  @traces_ok: a bare "Call Trace:" does not count
+ * (an OOM report prints one, for instance), a warning or a bug still does.
+ */
+static inline int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	if (lseek(fd, 0, SEEK_END) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* @line: @len > 0 bytes. */
+static inline bool kmsg_splat(int fd, bool traces_ok, char *line, size_t len)
+{
+	static const char *const splats[] = {
+		"WARNING:", "BUG:", "Oops", "KASAN:", "kernel BUG at", "Kernel panic",
+		"general protection fault", "UBSAN:", "possible circular locking",
+		"possible recursive locking", "inconsistent lock state",
+		"suspicious RCU usage", "lockdep is turned off", "detected stall",
+		"self-detected stall", "Call Trace:", "blocked for more than",
+		"soft lockup", "hard LOCKUP",
+	};
+	char rec[8192], *msg, *end;
+	unsigned int i;
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue;	/* overwritten before we read it; go on */
+		if (n <= 0)
+			return false;	/* EAGAIN: nothing more */
+		rec[n] = '\0';
+		msg = strchr(rec, ';');
+		msg = msg ? msg + 1 : rec;
+		end = strchr(msg, '\n');
+		if (end)
+			*end = '\0';
+		for (i = 0; i < ARRAY_SIZE(splats); i++) {
+			if (traces_ok && !strcmp(splats[i], "Call Trace:"))
+				continue;
+			if (strstr(msg, splats[i])) {
+				size_t n = strnlen(msg, len - 1);
+
+				memcpy(line, msg, n);
+				line[n] = '\0';
+				return true;
+			}
+		}
+	}
+}
+
+/*
+ * Whether task @tid (a process, or a thread of any process: /proc/TID is
+ * there for threads too) sleeps in the kernel function @fn, as its
+ * /proc/TID/wchan names it.
+ */
+static inline bool task_sleeps_in(int tid, const char *fn)
+{
+	char path[64], buf[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return !strcmp(buf, fn);
+}
+
+/*
+ * Wait up to @timeout_ms for task @tid to sleep in a userfault
+ * (handle_userfault() in its wchan), polling every millisecond: the bounded
+ * wait of a test that must act on a thread known to be blocked in a fault
+ * (the fault's message may be read before the thread is asleep).  0, or
+ * -ETIMEDOUT.
+ */
+static inline int wait_in_userfault(int tid, int timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		if (task_sleeps_in(tid, "handle_userfault"))
+			return 0;
+		if (now_ms() >= deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
 }
 
 #endif /* GMEM_UTIL_H */
