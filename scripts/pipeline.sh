@@ -32,6 +32,22 @@ prereqs() {
 	fi
 }
 
+# plot_python: a python3 with matplotlib, for the bench chart: the first
+# python3 on PATH if it has it, else Debian's (python3-matplotlib, installed
+# with apt when missing and running as root).
+plot_python() {
+	local py
+	for py in python3 /usr/bin/python3; do
+		"$py" -c 'import matplotlib' 2>/dev/null && { command -v "$py"; return; }
+	done
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+		say "prerequisites: installing python3-matplotlib with apt-get"
+		{ apt-get update -qq && apt-get install -y -qq python3-matplotlib; } >>"$LOGS/host-apt.log" 2>&1 &&
+			/usr/bin/python3 -c 'import matplotlib' && { echo /usr/bin/python3; return; }
+	fi
+	die "no python3 with matplotlib for the bench chart: apt-get install python3-matplotlib"
+}
+
 build() {
 	stage prerequisites prereqs
 	# make check: first the harness's own tests (seconds, on the host).
@@ -90,7 +106,7 @@ bench)
 	export FLAVOUR=release
 	build
 	boot bench
-	stage "bench report" python3 "$S/bench-report.py" "$LOGS/bench-guest.log" "$LOGS"
+	stage "bench report" "$(plot_python)" "$S/bench-report.py" "$LOGS/bench-guest.log" "$LOGS"
 	;;
 profile)
 	export FLAVOUR=release
