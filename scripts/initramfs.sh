@@ -33,7 +33,6 @@ cp "$plan" "$list.plan"
 	echo "file /tests/plan $list.plan 0644 0 0"
 	ko=${MODULE_KO:-$(module_ko)}
 	[ -f "$ko" ] && echo "file /modules/gmem_uffd.ko $ko 0644 0 0"
-	echo "file /tests/retry-known $TOP/selftests/retry-known.sh 0755 0 0"
 	for f in "$bin"/*; do
 		[ -f "$f" ] && echo "file /tests/$(basename "$f") $f 0755 0 0"
 	done
@@ -43,7 +42,6 @@ while read -r group name tmo cmd; do
 	case "$group" in ''|'#'*) continue ;; esac
 	for exe in ${cmd%%#:*}; do
 		case "$exe" in
-		/tests/retry-known) ;;
 		/tests/*) [ -f "$bin/${exe#/tests/}" ] || die "plan $plan needs $exe, not built" ;;
 		esac
 	done

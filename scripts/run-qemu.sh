@@ -58,7 +58,7 @@ cmdline="$cmdline kunit.filter_glob=${KUNIT_GLOB:-rust_doctests_kernel.rust_doct
 # boot: run QEMU in the background, writing the serial log to $log.
 boot() {
 	: > "$log"
-	timeout -k 10 "${QEMU_TIMEOUT:-2700}" qemu-system-x86_64 "${aopts[@]}" \
+	timeout -k 10 "${QEMU_TIMEOUT:-3600}" qemu-system-x86_64 "${aopts[@]}" \
 		"${topo[@]}" -nodefaults -no-reboot \
 		-display none -monitor none -serial "file:$log" \
 		-kernel "${BZIMAGE:-$KOUT/arch/x86/boot/bzImage}" -initrd "$initrd" \
@@ -103,7 +103,7 @@ wait $qemu || rc=$?
 qemu=
 sleep 1
 kill $tailer 2>/dev/null || true
-[ $rc -eq 124 ] && say "qemu: timed out after ${QEMU_TIMEOUT:-2700}s"
+[ $rc -eq 124 ] && say "qemu: timed out after ${QEMU_TIMEOUT:-3600}s"
 say "qemu: exited (rc=$rc)"
 python3 "$TOP/scripts/results.py" --plan "$plan" ${hostlog:+--host-log "$hostlog"} "$log" |
 	tee "$LOGS/$name-results.txt"
