@@ -72,13 +72,13 @@
 #define MAX_EVENTS		4
 
 /*
- * Scratch buffers of SCRATCH_PAGES pages: two patterns and a read buffer,
- * plus one page for the faulting thread.  Every test runs in its own
- * process, so every test has its own copy.
+ * Scratch buffers of SCRATCH_PAGES pages: two patterns and a read buffer
+ * (the faulting thread copies to its toucher's own page).  Every test runs
+ * in its own process, so every test has its own copy.
  */
 #define SCRATCH_PAGES		4
 static long page_size;
-static char *pat_a, *pat_b, *rbuf, *tbuf;
+static char *pat_a, *pat_b, *rbuf;
 
 static void __attribute__((constructor)) init_globals(void)
 {
@@ -86,7 +86,6 @@ static void __attribute__((constructor)) init_globals(void)
 	pat_a = calloc(SCRATCH_PAGES, page_size);
 	pat_b = calloc(SCRATCH_PAGES, page_size);
 	rbuf = calloc(SCRATCH_PAGES, page_size);
-	tbuf = calloc(1, page_size);
 }
 
 /* The result of a libc call, or -errno when it failed. */
@@ -250,36 +249,6 @@ static void *uffd_handler_fn(void *arg)
 	return NULL;
 }
 
-/* A thread that touches one page, then copies what it sees there to tbuf. */
-struct toucher {
-	char *addr;
-	bool write;		/* store @val at @addr: a write fault */
-	char val;
-	bool sigbus;		/* result: the touch raised SIGBUS */
-	pthread_t thread;
-};
-
-static void *toucher_fn(void *arg)
-{
-	struct toucher *t = arg;
-
-	t->sigbus = access_sigbus(t->addr, t->write, t->val);
-	if (!t->sigbus)
-		memcpy(tbuf, t->addr, page_size);
-	return NULL;
-}
-
-static int toucher_start(struct toucher *t, char *addr, bool write, char val)
-{
-	t->addr = addr;
-	t->write = write;
-	t->val = val;
-	t->sigbus = false;
-	/* Neither zeros nor a pattern: a page never copied cannot pass. */
-	memset(tbuf, 0xee, page_size);
-	return -pthread_create(&t->thread, NULL, toucher_fn, t);
-}
-
 /*
  * Touch @addr in a thread while @h serves its @nr_events events (0: the
  * fault must be served without any); both threads must finish, and no
@@ -292,7 +261,7 @@ static void run_fault(struct __test_metadata *_metadata, struct uffd_handler *h,
 
 	ASSERT_GE(MAX_EVENTS, h->nr_events);
 	ASSERT_EQ(0, pthread_create(&h->thread, NULL, uffd_handler_fn, h));
-	ASSERT_EQ(0, toucher_start(t, addr, write, val));
+	ASSERT_EQ(0, toucher_start(t, TOUCH_SIGBUS, addr, write, val));
 	ASSERT_EQ(0, join_timeout(h->thread, JOIN_TIMEOUT_S * (h->nr_events + 1)));
 	ASSERT_EQ(0, h->err)
 		TH_LOG("uffd handler failed after %d of %d event(s)", h->served, h->nr_events);
@@ -300,7 +269,7 @@ static void run_fault(struct __test_metadata *_metadata, struct uffd_handler *h,
 	ASSERT_EQ(0, join_timeout(t->thread, JOIN_TIMEOUT_S))
 		TH_LOG("the faulting thread is stuck (uffd event pending: %s)",
 		       poll(&pfd, 1, 0) > 0 ? "yes" : "no");
-	ASSERT_FALSE(t->sigbus);
+	ASSERT_FALSE(t->sig);
 	EXPECT_EQ(0, poll(&pfd, 1, 0)) TH_LOG("unexpected uffd event");
 }
 
@@ -380,8 +349,9 @@ static void missing_flow(struct __test_metadata *_metadata, int dev, __u64 mode,
 
 	run_fault(_metadata, &h, &t, target, write, 0x77);
 	check_fault(_metadata, &h.msgs[0], target, false, write);
-	EXPECT_EQ(0, memcmp(expect, tbuf, page_size))
+	EXPECT_EQ(0, memcmp(expect, t.seen, page_size))
 		TH_LOG("the faulting thread sees the wrong content");
+	toucher_free(&t);
 	ASSERT_EQ(page_size, read_at(m.fd, page_size, page_size));
 	EXPECT_EQ(0, memcmp(expect, rbuf, page_size)) TH_LOG("pread sees the wrong content");
 	/* Page 0 was never touched. */
@@ -425,8 +395,9 @@ static void minor_flow(struct __test_metadata *_metadata, int dev, __u64 mode,
 
 	run_fault(_metadata, &h, &t, target, false, 0);
 	check_fault(_metadata, &h.msgs[0], target, true, false);
-	EXPECT_EQ(0, memcmp(pat_a, tbuf, page_size))
+	EXPECT_EQ(0, memcmp(pat_a, t.seen, page_size))
 		TH_LOG("the faulting thread sees the wrong content");
+	toucher_free(&t);
 	if (other) {
 		/* Both mappings now map the same page. */
 		other[page_size] = 0x5a;
@@ -442,7 +413,7 @@ FIXTURE(gmem_dev) {
 
 FIXTURE_SETUP(gmem_dev)
 {
-	ASSERT_TRUE(pat_a && pat_b && rbuf && tbuf);
+	ASSERT_TRUE(pat_a && pat_b && rbuf);
 	self->dev = gmem_open_dev();
 	ASSERT_LE(0, self->dev) TH_LOG("open %s (is %s loaded?)", GMEM_DEV, GMEM_MODULE);
 }
@@ -1041,25 +1012,69 @@ static int pte_present(void *addr)
 	return n == sizeof(ent) ? !!(ent >> 63) : -1;
 }
 
+/* Bit i set when page i of the @pages at @mem is mapped; ~0 on error. */
+static unsigned long ptes_present(char *mem, int pages)
+{
+	unsigned long bits = 0;
+	int i, p;
+
+	for (i = 0; i < pages; i++) {
+		p = pte_present(mem + i * page_size);
+		if (p < 0)
+			return ~0UL;
+		bits |= (unsigned long)p << i;
+	}
+	return bits;
+}
+
 /*
  * Fault-around: a read fault maps the pages around it that the file holds
  * (as for shmem), and never one it does not hold: pages 0-3 written, a read
- * of page 1 maps 0, 2 and 3 too and leaves 4 unmapped and absent.
+ * of page 1 maps 0, 2 and 3 too and leaves 4-7 unmapped and absent.
+ *
+ * Which pages are "around" is core mm's choice (do_fault_around()): from
+ * the faulting page aligned down to fault_around_bytes (debugfs, 64 KiB by
+ * default), or from the VMA's start if that is later, that many bytes,
+ * clamped to the VMA and to the page table.  Where mmap() puts the mapping
+ * (ASLR), page 0 may lie before the window of page 1 (when page 1 starts a
+ * 64 KiB block: 1 address in 16) or pages 2-3 in the next page table (2 in
+ * 512): the mapping is placed at the start of a page-table-aligned area
+ * instead, where the window of page 1 starts at page 0 and holds pages 0-3
+ * if it is 4 pages or more (a smaller one is skipped).
  */
 TEST_F(gmem_dev, mmap_fault_around)
 {
+	/* What one page table maps: PTRS_PER_PTE pages of 8-byte entries. */
+	const unsigned long pmd_size = page_size / 8 * page_size;
+	unsigned long long window = 64 << 10;
 	struct gmem_map m;
-	int i;
+	char *area, *at;
 
-	setup_map(_metadata, self->dev, &m, 8 * page_size, 8 * page_size, 0);
+	/* No debugfs (or another layout): the default. */
+	if (read_number("/sys/kernel/debug/fault_around_bytes", &window) == 0 &&
+	    window < 4 * (unsigned long long)page_size)
+		SKIP(return, "fault_around_bytes is %llu", window);
+
+	m.uffd = -1;
+	m.map_len = 8 * page_size;
+	m.fd = create_gmem(self->dev, 8 * page_size, GMEM_SHARED);
+	ASSERT_LE(0, m.fd);
+	area = mmap(NULL, 2 * pmd_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	at = (char *)(((uintptr_t)area + pmd_size - 1) & ~(pmd_size - 1));
+	m.mem = mmap(at, m.map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, m.fd, 0);
+	ASSERT_EQ(at, m.mem);
+	/* Keep only the mapping of the file (put_map() unmaps it). */
+	if (at > area)
+		ASSERT_EQ(0, munmap(area, at - area));
+	ASSERT_EQ(0, munmap(at + m.map_len, area + 2 * pmd_size - (at + m.map_len)));
+
 	fill(pat_a, 4 * page_size, 0x2b);
 	ASSERT_EQ(4 * page_size, err_of(pwrite(m.fd, pat_a, 4 * page_size, 0)));
-	for (i = 0; i < 8; i++)
-		ASSERT_EQ(0, pte_present(m.mem + i * page_size)) TH_LOG("page %d", i);
+	ASSERT_EQ(0UL, ptes_present(m.mem, 8));
 	(void)__atomic_load_n(m.mem + page_size, __ATOMIC_RELAXED);
-	for (i = 0; i < 4; i++)
-		EXPECT_EQ(1, pte_present(m.mem + i * page_size)) TH_LOG("page %d", i);
-	EXPECT_EQ(0, pte_present(m.mem + 4 * page_size));
+	/* Bit i: page i mapped.  Pages 0-3 (held) are, 4-7 (holes) not. */
+	EXPECT_EQ(0xfUL, ptes_present(m.mem, 8));
 	EXPECT_EQ(0xfUL, resident(m.mem, 8));
 	EXPECT_EQ(0, memcmp(pat_a, m.mem, 4 * page_size));
 	put_map(&m);
@@ -1232,12 +1247,14 @@ TEST_F(gmem_dev, uffd_minor_absent_page_no_event)
 	setup_map(_metadata, self->dev, &m, 2 * page_size, 2 * page_size, MODE_MINOR);
 	h.uffd = m.uffd;
 	run_fault(_metadata, &h, &t, m.mem + page_size, false, 0);
-	EXPECT_TRUE(all_zero(tbuf, page_size));
+	EXPECT_TRUE(all_zero(t.seen, page_size));
+	toucher_free(&t);
 	/* The fault put the page in the file and mapped it: still no event. */
 	fill(pat_a, page_size, 0x33);
 	ASSERT_EQ(page_size, err_of(pwrite(m.fd, pat_a, page_size, page_size)));
 	run_fault(_metadata, &h, &t, m.mem + page_size, false, 0);
-	EXPECT_EQ(0, memcmp(pat_a, tbuf, page_size));
+	EXPECT_EQ(0, memcmp(pat_a, t.seen, page_size));
+	toucher_free(&t);
 	put_map(&m);
 }
 
@@ -1253,7 +1270,8 @@ TEST_F(gmem_dev, uffd_missing_present_page_no_event)
 	ASSERT_EQ(page_size, err_of(pwrite(m.fd, pat_a, page_size, page_size)));
 	h.uffd = m.uffd;
 	run_fault(_metadata, &h, &t, m.mem + page_size, false, 0);
-	EXPECT_EQ(0, memcmp(pat_a, tbuf, page_size));
+	EXPECT_EQ(0, memcmp(pat_a, t.seen, page_size));
+	toucher_free(&t);
 	put_map(&m);
 }
 
@@ -1293,10 +1311,11 @@ TEST_F(gmem_dev, uffd_poison_sigbus)
 	ASSERT_EQ(0, uffd_range_op(m.uffd, UFFDIO_POISON, m.mem + page_size, &res));
 	EXPECT_EQ(page_size, res);
 
-	ASSERT_EQ(0, toucher_start(&t, m.mem + page_size, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_SIGBUS, m.mem + page_size, false, 0));
 	ASSERT_EQ(0, join_timeout(t.thread, JOIN_TIMEOUT_S))
 		TH_LOG("touching a poisoned page blocked (an event instead of SIGBUS?)");
-	EXPECT_TRUE(t.sigbus);
+	EXPECT_EQ(SIGBUS, t.sig);
+	toucher_free(&t);
 	/* The poison is in the page table only: the file still reads zeros. */
 	ASSERT_EQ(page_size, read_at(m.fd, page_size, page_size));
 	EXPECT_TRUE(all_zero(rbuf, page_size));

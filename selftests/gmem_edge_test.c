@@ -373,100 +373,6 @@ static int usr1_count(void)
 	return __atomic_load_n(&usr1_seen, __ATOMIC_SEQ_CST);
 }
 
-/*
- * touch() loads one byte at @p, or stores @val there, and returns 0 or the
- * signal that raised (SIGSEGV, SIGBUS), caught in the thread that made the
- * access (the jump buffer is per thread).  A plain load or store, one mov
- * each on x86, as a guest's access (see gmem_events_test.c on TCG and
- * xchg).  A SIGSEGV or SIGBUS outside a touch kills the process.
- */
-static __thread sigjmp_buf touch_jmp;
-static __thread int touch_armed;
-static __thread int touch_caught;
-
-static void touch_handler(int sig)
-{
-	if (__atomic_load_n(&touch_armed, __ATOMIC_SEQ_CST)) {
-		touch_caught = sig;
-		siglongjmp(touch_jmp, 1);
-	}
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static int touch(char *p, bool write, char val)
-{
-	struct sigaction sa = { .sa_handler = touch_handler };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(touch_jmp, 1)) {
-		__atomic_store_n(&touch_armed, 0, __ATOMIC_SEQ_CST);
-		return touch_caught;
-	}
-	__atomic_store_n(&touch_armed, 1, __ATOMIC_SEQ_CST);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (write)
-		__atomic_store_n(p, val, __ATOMIC_RELAXED);
-	else
-		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&touch_armed, 0, __ATOMIC_SEQ_CST);
-	return 0;
-}
-
-/* A thread that touches one address, then copies the page it sees there. */
-struct toucher {
-	char *addr;
-	bool write;
-	char val;
-	int tid;		/* set once the thread runs */
-	int done;		/* set after the touch */
-	int sig;		/* what the touch raised, or 0 */
-	char *seen;		/* one page */
-	pthread_t thread;
-};
-
-static void *toucher_fn(void *arg)
-{
-	struct toucher *t = arg;
-	char *page = (char *)((unsigned long)t->addr & ~(page_size - 1));
-
-	__atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
-	t->sig = touch(t->addr, t->write, t->val);
-	if (!t->sig)
-		memcpy(t->seen, page, page_size);
-	__atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static int toucher_start(struct toucher *t, char *addr, bool write, char val)
-{
-	t->addr = addr;
-	t->write = write;
-	t->val = val;
-	t->tid = 0;
-	t->done = 0;
-	t->sig = 0;
-	t->seen = malloc(page_size);
-	if (!t->seen)
-		return -ENOMEM;
-	/* Neither zeros nor a pattern: a page never seen cannot pass. */
-	memset(t->seen, 0xee, page_size);
-	return -pthread_create(&t->thread, NULL, toucher_fn, t);
-}
-
-static bool toucher_done(struct toucher *t)
-{
-	return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
-}
-
-static int toucher_join(struct toucher *t)
-{
-	return join_timeout(t->thread, JOIN_TIMEOUT_S);
-}
-
 /* A thread making one pwrite() or fallocate() (mode 0) call. */
 enum bg_op { BG_PWRITE, BG_FALLOCATE };
 
@@ -639,7 +545,7 @@ TEST_F(edge, uffd_signal_retries_fault)
 	area_setup(_metadata, self, variant, &a, 2, 2, MODE_MISSING);
 	page = a.mem + page_size;
 	ASSERT_EQ(0, catch_usr1());
-	ASSERT_EQ(0, toucher_start(&t, page + 64, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_SIGBUS_SEGV, page + 64, false, 0));
 	expect_fault(_metadata, a.uffd, page, &msg);
 	ASSERT_EQ(0, wait_asleep(&t.tid, &t.done)) TH_LOG("the thread is not asleep in its fault");
 
@@ -653,14 +559,15 @@ TEST_F(edge, uffd_signal_retries_fault)
 	EXPECT_TRUE(no_event(a.uffd));
 
 	ASSERT_EQ(0, copy_page(a.uffd, page, self->pat[0]));
-	ASSERT_EQ(0, toucher_join(&t)) TH_LOG("UFFDIO_COPY did not wake the thread");
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S))
+		TH_LOG("UFFDIO_COPY did not wake the thread");
 	EXPECT_EQ(0, t.sig);
 	EXPECT_EQ(0, memcmp(self->pat[0], t.seen, page_size));
 	EXPECT_EQ(1, usr1_count());
 	EXPECT_TRUE(no_event(a.uffd));
 	ASSERT_EQ(0, read_page(a.fd, self->buf, page_size));
 	EXPECT_EQ(0, memcmp(self->pat[0], self->buf, page_size));
-	free(t.seen);
+	toucher_free(&t);
 	area_put(&a);
 }
 
@@ -1129,7 +1036,7 @@ static void pending_fault_flow(struct __test_metadata *_metadata, struct _test_d
 	ASSERT_EQ(0, uffd_register(uffd, old, RANGE_PAGES * ps, MODE_MISSING, NULL));
 	EXPECT_EQ(0, memcmp(self->pat[0], old, ps));
 
-	ASSERT_EQ(0, toucher_start(&t, fault + 8, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_SIGBUS_SEGV, fault + 8, false, 0));
 	expect_fault(_metadata, uffd, fault, &msg);
 	ASSERT_EQ(0, wait_asleep(&t.tid, &t.done)) TH_LOG("the thread is not asleep in its fault");
 
@@ -1206,15 +1113,17 @@ static void pending_fault_flow(struct __test_metadata *_metadata, struct _test_d
 			EXPECT_EQ(folios, gmem_counter("folios"))
 				TH_LOG("the failed copy left a page");
 		EXPECT_EQ(0, wake_page(uffd, fault));
-		ASSERT_EQ(0, toucher_join(&t)) TH_LOG("UFFDIO_WAKE did not wake the thread");
+		ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S))
+			TH_LOG("UFFDIO_WAKE did not wake the thread");
 		EXPECT_EQ(SIGSEGV, t.sig);
 	} else {
 		EXPECT_EQ(0, copy_page(uffd, fault, self->pat[2]));
-		ASSERT_EQ(0, toucher_join(&t)) TH_LOG("UFFDIO_COPY did not wake the thread");
+		ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S))
+			TH_LOG("UFFDIO_COPY did not wake the thread");
 		EXPECT_EQ(0, t.sig);
 		EXPECT_EQ(0, memcmp(self->pat[2], t.seen, ps));
 	}
-	free(t.seen);
+	toucher_free(&t);
 
 	/* What is still (or now) mapped works, and stays registered. */
 	switch (op) {
@@ -1341,7 +1250,7 @@ static int run_child(int (*fn)(void *), void *arg)
 /* The signal that touching the page at @arg raises in a child, or 0. */
 static int child_touch(void *arg)
 {
-	return touch(arg, false, 0);
+	return sig_probe(arg, false, 0, true, NULL);
 }
 
 /* MADV_DONTFORK: the child has no mapping there (SIGSEGV); the parent keeps it. */
@@ -1693,7 +1602,7 @@ TEST_F(edge, uffd_fill_past_eof)
 	EXPECT_EQ(0, resident_pages(a.mem, 2, NULL));
 	if (folios >= 0)
 		EXPECT_EQ(folios, gmem_counter("folios"));
-	EXPECT_EQ(SIGBUS, touch(a.mem + page_size, false, 0));
+	EXPECT_EQ(SIGBUS, sig_probe(a.mem + page_size, false, 0, true, NULL));
 	EXPECT_TRUE(no_event(a.uffd));
 	EXPECT_EQ(0, copy_page(a.uffd, a.mem, self->pat[0]));
 	EXPECT_EQ(0, memcmp(self->pat[0], a.mem, page_size));

@@ -135,92 +135,6 @@ static int write_page(int fd, const char *buf, long off)
 	return n == page_size ? 0 : n < 0 ? -errno : -EIO;
 }
 
-/*
- * A thread that touches one address with a plain load or a plain store
- * (never a read-modify-write such as xchg, which QEMU's single-threaded TCG
- * emulates as a load and a store: a read fault first), then copies the
- * page it sees.
- */
-struct toucher {
-	char *addr;
-	bool write;
-	char val;
-	int tid;		/* set once the thread runs */
-	int done;		/* set after the touch */
-	char *seen;		/* one page */
-	pthread_t thread;
-};
-
-static void *toucher_fn(void *arg)
-{
-	struct toucher *t = arg;
-	char *page = (char *)((unsigned long)t->addr & ~(page_size - 1));
-
-	__atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
-	/* Relaxed atomics: one plain mov each on x86, as a guest's access. */
-	if (t->write)
-		__atomic_store_n(t->addr, t->val, __ATOMIC_RELAXED);
-	else
-		(void)__atomic_load_n(t->addr, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
-	memcpy(t->seen, page, page_size);
-	return NULL;
-}
-
-static int toucher_start(struct toucher *t, char *addr, bool write, char val)
-{
-	t->addr = addr;
-	t->write = write;
-	t->val = val;
-	t->tid = 0;
-	t->done = 0;
-	t->seen = malloc(page_size);
-	if (!t->seen)
-		return -ENOMEM;
-	/* Neither zeros nor a pattern: a page never seen cannot pass. */
-	memset(t->seen, 0xee, page_size);
-	return -pthread_create(&t->thread, NULL, toucher_fn, t);
-}
-
-static bool toucher_done(struct toucher *t)
-{
-	return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
-}
-
-static int toucher_join(struct toucher *t)
-{
-	int ret = join_timeout(t->thread, JOIN_TIMEOUT_S);
-
-	if (!ret)
-		t->thread = 0;
-	return ret;
-}
-
-static void toucher_free(struct toucher *t)
-{
-	free(t->seen);
-	t->seen = NULL;
-}
-
-/* Whether task @tid of this process sleeps in handle_userfault(). */
-static bool asleep_in_uffd(int tid)
-{
-	char path[64], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	return !strcmp(buf, "handle_userfault");
-}
-
 /* Wait until @t sleeps in its userfault: 0, or -ETIMEDOUT. */
 static int wait_asleep(struct toucher *t)
 {
@@ -229,7 +143,7 @@ static int wait_asleep(struct toucher *t)
 
 	while (now_ms() < deadline) {
 		tid = __atomic_load_n(&t->tid, __ATOMIC_ACQUIRE);
-		if (tid && !toucher_done(t) && asleep_in_uffd(tid))
+		if (tid && !toucher_done(t) && task_sleeps_in(tid, "handle_userfault"))
 			return 0;
 		usleep(1000);
 	}
@@ -329,10 +243,10 @@ static void missing_copy(struct __test_metadata *_metadata, struct _test_data_ev
 	struct uffd_msg msg;
 	struct toucher t;
 
-	ASSERT_EQ(0, toucher_start(&t, page, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_PLAIN, page, false, 0));
 	expect_fault(_metadata, self->uffd, page, false, &msg);
 	ASSERT_EQ(0, uffd_copy(self->uffd, page, src, 0));
-	ASSERT_EQ(0, toucher_join(&t)) TH_LOG("the copy did not wake the thread");
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S)) TH_LOG("the copy did not wake the thread");
 	EXPECT_EQ(0, memcmp(src, t.seen, page_size));
 	toucher_free(&t);
 }
@@ -353,7 +267,7 @@ static void dontwake_flow(struct __test_metadata *_metadata, struct _test_data_e
 	if (minor)
 		ASSERT_EQ(0, write_page(self->fd, self->pat_a, page_size));
 	setup_uffd(_metadata, self, 0, minor ? MODE_MINOR : MODE_MISSING);
-	ASSERT_EQ(0, toucher_start(&a, page + 8, false, 0));
+	ASSERT_EQ(0, toucher_start(&a, TOUCH_PLAIN, page + 8, false, 0));
 	expect_fault(_metadata, self->uffd, page, minor, &msg);
 	ASSERT_EQ(0, wait_asleep(&a)) TH_LOG("thread A is not asleep in its fault");
 
@@ -365,18 +279,19 @@ static void dontwake_flow(struct __test_metadata *_metadata, struct _test_data_e
 				 "UFFDIO_COPY", strerror(-ret));
 
 	/* The page is mapped: B's read completes without an event. */
-	ASSERT_EQ(0, toucher_start(&b, page + 16, false, 0));
-	ASSERT_EQ(0, toucher_join(&b)) TH_LOG("thread B blocked on a page already mapped");
+	ASSERT_EQ(0, toucher_start(&b, TOUCH_PLAIN, page + 16, false, 0));
+	ASSERT_EQ(0, toucher_join(&b, JOIN_TIMEOUT_S))
+		TH_LOG("thread B blocked on a page already mapped");
 	EXPECT_EQ(0, memcmp(self->pat_a, b.seen, page_size));
 	EXPECT_TRUE(no_event(self->uffd)) TH_LOG("an event for a mapped page");
 
 	/* A was not woken. */
 	usleep(STAY_ASLEEP_MS * 1000);
 	EXPECT_FALSE(toucher_done(&a)) TH_LOG("DONTWAKE woke the faulting thread");
-	EXPECT_TRUE(asleep_in_uffd(a.tid));
+	EXPECT_TRUE(task_sleeps_in(a.tid, "handle_userfault"));
 
 	ASSERT_EQ(0, uffd_wake(self->uffd, page));
-	ASSERT_EQ(0, toucher_join(&a)) TH_LOG("UFFDIO_WAKE did not wake thread A");
+	ASSERT_EQ(0, toucher_join(&a, JOIN_TIMEOUT_S)) TH_LOG("UFFDIO_WAKE did not wake thread A");
 	EXPECT_EQ(0, memcmp(self->pat_a, a.seen, page_size));
 	EXPECT_TRUE(no_event(self->uffd));
 	ASSERT_EQ(0, read_page(self->fd, self->buf, page_size));
@@ -419,7 +334,8 @@ static void same_page_flow(struct __test_metadata *_metadata, struct _test_data_
 		nr_events = gmem_counter(events);
 	}
 	for (i = 0; i < NR_SAME_PAGE; i++)
-		ASSERT_EQ(0, toucher_start(&t[i], page + 64 * i, i & 1, (char)(0xa0 + i)));
+		ASSERT_EQ(0, toucher_start(&t[i], TOUCH_PLAIN,
+					   page + 64 * i, i & 1, (char)(0xa0 + i)));
 	/* Nothing is filled before every thread has raised its event. */
 	for (i = 0; i < NR_SAME_PAGE; i++) {
 		expect_fault(_metadata, self->uffd, page, minor, &msg);
@@ -437,7 +353,8 @@ static void same_page_flow(struct __test_metadata *_metadata, struct _test_data_
 		ret = uffd_copy(self->uffd, page, self->pat_a, 0);
 	ASSERT_EQ(0, ret);
 	for (i = 0; i < NR_SAME_PAGE; i++)
-		ASSERT_EQ(0, toucher_join(&t[i])) TH_LOG("thread %d was not woken", i);
+		ASSERT_EQ(0, toucher_join(&t[i], JOIN_TIMEOUT_S))
+			TH_LOG("thread %d was not woken", i);
 	EXPECT_TRUE(no_event(self->uffd)) TH_LOG("an event after the page was filled");
 
 	/* Every thread saw the copy and every store landed in the one page. */
@@ -488,7 +405,7 @@ static int touch_and_serve(struct __test_metadata *_metadata, struct _test_data_
 	struct uffd_msg msg;
 	int n = 0, ret;
 
-	ASSERT_EQ(0, toucher_start(&t, page + 100, write, 0x7b));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_PLAIN, page + 100, write, 0x7b));
 	/* Until the touch is done: the first event must come. */
 	while (!toucher_done(&t) && now_ms() < deadline) {
 		ret = uffd_read_msg(self->uffd, &msg, n ? 100 : EVENT_TIMEOUT_MS);
@@ -506,7 +423,7 @@ static int touch_and_serve(struct __test_metadata *_metadata, struct _test_data_
 			ret = uffd_wake(self->uffd, page_of(&msg));
 		ASSERT_EQ(0, ret) TH_LOG("serving event %d: %s", n, strerror(-ret));
 	}
-	ASSERT_EQ(0, toucher_join(&t)) TH_LOG("the touching thread is stuck");
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S)) TH_LOG("the touching thread is stuck");
 	memcpy(self->buf, self->pat_a, page_size);
 	if (write)
 		self->buf[100] = 0x7b;
@@ -818,8 +735,9 @@ TEST_F(events, remap_without_event)
 	ASSERT_NE(MAP_FAILED, dst);
 	ASSERT_EQ(dst, move_mapping(self, dst)) TH_LOG("mremap: %s", strerror(errno));
 	EXPECT_TRUE(no_event(self->uffd));
-	ASSERT_EQ(0, toucher_start(&t, page_addr(self, 2), false, 0));
-	ASSERT_EQ(0, toucher_join(&t)) TH_LOG("a fault on the moved mapping blocked");
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_PLAIN, page_addr(self, 2), false, 0));
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S))
+		TH_LOG("a fault on the moved mapping blocked");
 	EXPECT_TRUE(all_zero(t.seen, page_size));
 	EXPECT_TRUE(no_event(self->uffd));
 	toucher_free(&t);
@@ -840,10 +758,10 @@ TEST_F(events, close_uffd_wakes_blocked_faults)
 
 	ASSERT_EQ(0, write_page(self->fd, self->pat_a, 3 * page_size));
 	setup_uffd(_metadata, self, 0, MODE_BOTH);
-	ASSERT_EQ(0, toucher_start(&t[0], page_addr(self, 0), false, 0));
-	ASSERT_EQ(0, toucher_start(&t[1], page_addr(self, 0) + 8, false, 0));
-	ASSERT_EQ(0, toucher_start(&t[2], page_addr(self, 1) + 24, true, 0x33));
-	ASSERT_EQ(0, toucher_start(&t[3], page_addr(self, 3), false, 0));
+	ASSERT_EQ(0, toucher_start(&t[0], TOUCH_PLAIN, page_addr(self, 0), false, 0));
+	ASSERT_EQ(0, toucher_start(&t[1], TOUCH_PLAIN, page_addr(self, 0) + 8, false, 0));
+	ASSERT_EQ(0, toucher_start(&t[2], TOUCH_PLAIN, page_addr(self, 1) + 24, true, 0x33));
+	ASSERT_EQ(0, toucher_start(&t[3], TOUCH_PLAIN, page_addr(self, 3), false, 0));
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, wait_asleep(&t[i])) TH_LOG("thread %d is not asleep in its fault", i);
 	/* Take two of the events; the others stay queued. */
@@ -853,7 +771,8 @@ TEST_F(events, close_uffd_wakes_blocked_faults)
 	ASSERT_EQ(0, close(self->uffd));
 	self->uffd = -1;
 	for (i = 0; i < 4; i++)
-		ASSERT_EQ(0, toucher_join(&t[i])) TH_LOG("thread %d still blocked after close", i);
+		ASSERT_EQ(0, toucher_join(&t[i], JOIN_TIMEOUT_S))
+			TH_LOG("thread %d still blocked after close", i);
 	EXPECT_TRUE(all_zero(t[0].seen, page_size));
 	EXPECT_TRUE(all_zero(t[1].seen, page_size));
 	EXPECT_EQ(0x33, t[2].seen[24]);
@@ -884,14 +803,14 @@ static void punch_flow(struct __test_metadata *_metadata, struct _test_data_even
 	if (minor)
 		ASSERT_EQ(0, write_page(self->fd, self->pat_a, page_size));
 	setup_uffd(_metadata, self, 0, MODE_BOTH);
-	ASSERT_EQ(0, toucher_start(&t, page, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_PLAIN, page, false, 0));
 	expect_fault(_metadata, self->uffd, page, minor, &msg);
 	if (minor)
 		ret = uffd_continue(self->uffd, page, 0);
 	else
 		ret = uffd_copy(self->uffd, page, self->pat_a, 0);
 	ASSERT_EQ(0, ret);
-	ASSERT_EQ(0, toucher_join(&t));
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S));
 	EXPECT_EQ(0, memcmp(self->pat_a, t.seen, page_size));
 	toucher_free(&t);
 	/* Mapped: no event. */
@@ -899,11 +818,11 @@ static void punch_flow(struct __test_metadata *_metadata, struct _test_data_even
 	EXPECT_TRUE(no_event(self->uffd));
 
 	ASSERT_EQ(0, fallocate(self->fd, PUNCH_HOLE, page_size, page_size));
-	ASSERT_EQ(0, toucher_start(&t, page + 200, false, 0));
+	ASSERT_EQ(0, toucher_start(&t, TOUCH_PLAIN, page + 200, false, 0));
 	expect_fault(_metadata, self->uffd, page, false, &msg);
 	ASSERT_EQ(0, write_page(self->fd, self->pat_b, page_size));
 	ASSERT_EQ(0, uffd_continue(self->uffd, page, 0));
-	ASSERT_EQ(0, toucher_join(&t));
+	ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S));
 	EXPECT_EQ(0, memcmp(self->pat_b, t.seen, page_size)) TH_LOG("stale data after the punch");
 	EXPECT_TRUE(no_event(self->uffd));
 	toucher_free(&t);

@@ -3,10 +3,10 @@
  * Helpers shared by the gmem_uffd selftests: the device, guest memory files
  * (and the sealed memfd that stands in for one in the tests' self checks),
  * the debugfs counters, userfaultfd set-up, the environment and the clock,
- * page patterns, SIGBUS probes, cgroup v2, NUMA, child processes and the
- * kernel log.  Every helper that can fail returns -errno (or -1 where said)
- * instead of asserting, so that both kselftest-harness tests and plain
- * programs can use it.
+ * page patterns, SIGBUS probes, touching threads, cgroup v2, NUMA, child
+ * processes and the kernel log.  Every helper that can fail returns -errno
+ * (or -1 where said) instead of asserting, so that both kselftest-harness
+ * tests and plain programs can use it.
  */
 #ifndef GMEM_UTIL_H
 #define GMEM_UTIL_H
@@ -377,76 +377,181 @@ static inline long bad_page_word(const void *buf, long len, uint16_t seed, unsig
 }
 
 /*
- * SIGBUS probes.  sigbus_probe() reads one byte at @p (or writes @val
- * there), sigbus_call() calls @fn(@arg); each tells whether that raised
- * SIGBUS and, unless @si is NULL, leaves the signal's siginfo there.  The
- * jump buffer is per thread: the thread that faults is the one that
- * catches.  A SIGBUS outside a probe kills the process, as it would have
- * without the handler.
+ * gmem_access() loads one byte at @p, or stores @val there: a plain load or
+ * store (one mov), not a seq_cst store (xchg on x86): QEMU's single-threaded
+ * TCG emulates xchg as a load, then a store, and the fault of the load is a
+ * read fault.
  */
-static __thread sigjmp_buf gmem_sigbus_jmp;
-static __thread int gmem_sigbus_armed;
-static __thread siginfo_t *gmem_sigbus_info;
-
-static inline void gmem_sigbus_handler(int sig, siginfo_t *si, void *uc)
+static inline void gmem_access(char *p, bool write, char val)
 {
-	if (__atomic_load_n(&gmem_sigbus_armed, __ATOMIC_SEQ_CST)) {
-		if (gmem_sigbus_info)
-			*gmem_sigbus_info = *si;
-		siglongjmp(gmem_sigbus_jmp, 1);
-	}
-	/* Not expected: die of it (SIGBUS is blocked until we return). */
-	signal(SIGBUS, SIG_DFL);
-	raise(SIGBUS);
+	if (write)
+		__atomic_store_n(p, val, __ATOMIC_RELAXED);
+	else
+		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static inline void gmem_sigbus_arm(siginfo_t *si)
+/*
+ * SIGBUS probes.  sig_probe() makes the access of gmem_access() and returns
+ * 0, or the signal it raised: SIGBUS, or SIGSEGV too if @segv (without
+ * @segv a SIGSEGV is not caught).  sigbus_probe() is sig_probe() without
+ * @segv, sigbus_call() calls @fn(@arg); each tells whether that raised
+ * SIGBUS.  Unless @si is NULL, each leaves the caught signal's siginfo
+ * there.  The jump buffer is per thread: the thread that faults is the one
+ * that catches.  A signal outside a probe, or one the probe does not catch,
+ * kills the process, as it would have without the handler.
+ */
+static __thread sigjmp_buf gmem_probe_jmp;
+static __thread int gmem_probe_armed;	/* 1 << each signal caught, or 0 */
+static __thread int gmem_probe_sig;	/* the signal caught */
+static __thread siginfo_t *gmem_probe_info;
+
+static inline void gmem_probe_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (__atomic_load_n(&gmem_probe_armed, __ATOMIC_SEQ_CST) & (1 << sig)) {
+		if (gmem_probe_info)
+			*gmem_probe_info = *si;
+		gmem_probe_sig = sig;
+		siglongjmp(gmem_probe_jmp, 1);
+	}
+	/* Not expected: die of it (@sig is blocked until we return). */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Install the handler for SIGBUS (and SIGSEGV if @segv). */
+static inline void gmem_probe_arm(siginfo_t *si, bool segv)
 {
 	struct sigaction sa = {
-		.sa_sigaction = gmem_sigbus_handler,
+		.sa_sigaction = gmem_probe_handler,
 		.sa_flags = SA_SIGINFO,
 	};
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
-	gmem_sigbus_info = si;
+	if (segv)
+		sigaction(SIGSEGV, &sa, NULL);
+	gmem_probe_info = si;
+}
+
+static inline int sig_probe(char *p, bool write, char val, bool segv, siginfo_t *si)
+{
+	gmem_probe_arm(si, segv);
+	if (sigsetjmp(gmem_probe_jmp, 1)) {
+		__atomic_store_n(&gmem_probe_armed, 0, __ATOMIC_SEQ_CST);
+		return gmem_probe_sig;
+	}
+	__atomic_store_n(&gmem_probe_armed, 1 << SIGBUS | (segv ? 1 << SIGSEGV : 0),
+			 __ATOMIC_SEQ_CST);
+	/* The signal fences keep the access between the stores of the mask. */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	gmem_access(p, write, val);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&gmem_probe_armed, 0, __ATOMIC_SEQ_CST);
+	return 0;
 }
 
 static inline bool sigbus_probe(char *p, bool write, char val, siginfo_t *si)
 {
-	gmem_sigbus_arm(si);
-	if (sigsetjmp(gmem_sigbus_jmp, 1)) {
-		__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
-		return true;
-	}
-	__atomic_store_n(&gmem_sigbus_armed, 1, __ATOMIC_SEQ_CST);
-	/*
-	 * A plain load or store (one mov), not a seq_cst store (xchg on x86):
-	 * QEMU's single-threaded TCG emulates xchg as a load, then a store,
-	 * and the fault of the load is a read fault.  The signal fences keep
-	 * the access between the two stores of gmem_sigbus_armed.
-	 */
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (write)
-		__atomic_store_n(p, val, __ATOMIC_RELAXED);
-	else
-		(void)__atomic_load_n(p, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
-	return false;
+	return sig_probe(p, write, val, false, si);
 }
 
 static inline bool sigbus_call(void (*fn)(void *), void *arg, siginfo_t *si)
 {
-	gmem_sigbus_arm(si);
-	if (sigsetjmp(gmem_sigbus_jmp, 1)) {
-		__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+	gmem_probe_arm(si, false);
+	if (sigsetjmp(gmem_probe_jmp, 1)) {
+		__atomic_store_n(&gmem_probe_armed, 0, __ATOMIC_SEQ_CST);
 		return true;
 	}
-	__atomic_store_n(&gmem_sigbus_armed, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&gmem_probe_armed, 1 << SIGBUS, __ATOMIC_SEQ_CST);
 	fn(arg);
-	__atomic_store_n(&gmem_sigbus_armed, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&gmem_probe_armed, 0, __ATOMIC_SEQ_CST);
 	return false;
+}
+
+/*
+ * A thread that touches one address (gmem_access()), then copies the page
+ * it sees there to ->seen, unless the touch raised a signal.  @catch says
+ * what the touch catches: TOUCH_PLAIN, nothing (no handler is installed, a
+ * SIGBUS or SIGSEGV kills the process); TOUCH_SIGBUS, SIGBUS
+ * (sigbus_probe()); TOUCH_SIGBUS_SEGV, SIGBUS and SIGSEGV (sig_probe()).
+ * The signal caught is left in ->sig.  toucher_start() returns 0 or
+ * -errno; toucher_join() waits @secs seconds at most: 0 or ETIMEDOUT;
+ * toucher_free() frees ->seen.
+ */
+enum touch_catch {
+	TOUCH_PLAIN,
+	TOUCH_SIGBUS,
+	TOUCH_SIGBUS_SEGV,
+};
+
+struct toucher {
+	char *addr;
+	bool write;		/* store ->val at ->addr: a write fault */
+	char val;
+	enum touch_catch catch;
+	int tid;		/* set once the thread runs */
+	int done;		/* set after the touch */
+	int sig;		/* what the touch raised, or 0 */
+	char *seen;		/* one page */
+	pthread_t thread;
+};
+
+static inline void *toucher_fn(void *arg)
+{
+	struct toucher *t = arg;
+	long ps = sysconf(_SC_PAGESIZE);
+	char *page = (char *)((unsigned long)t->addr & ~(ps - 1));
+
+	__atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	if (t->catch == TOUCH_PLAIN)
+		gmem_access(t->addr, t->write, t->val);
+	else
+		t->sig = sig_probe(t->addr, t->write, t->val,
+				   t->catch == TOUCH_SIGBUS_SEGV, NULL);
+	__atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+	if (!t->sig)
+		memcpy(t->seen, page, ps);
+	return NULL;
+}
+
+static inline int toucher_start(struct toucher *t, enum touch_catch catch, char *addr,
+				bool write, char val)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	t->addr = addr;
+	t->write = write;
+	t->val = val;
+	t->catch = catch;
+	t->tid = 0;
+	t->done = 0;
+	t->sig = 0;
+	t->seen = malloc(ps);
+	if (!t->seen)
+		return -ENOMEM;
+	/* Neither zeros nor a pattern: a page never seen cannot pass. */
+	memset(t->seen, 0xee, ps);
+	return -pthread_create(&t->thread, NULL, toucher_fn, t);
+}
+
+static inline bool toucher_done(struct toucher *t)
+{
+	return __atomic_load_n(&t->done, __ATOMIC_ACQUIRE);
+}
+
+static inline int toucher_join(struct toucher *t, int secs)
+{
+	int ret = join_timeout(t->thread, secs);
+
+	if (!ret)
+		t->thread = 0;
+	return ret;
+}
+
+static inline void toucher_free(struct toucher *t)
+{
+	free(t->seen);
+	t->seen = NULL;
 }
 
 /* Write the string @val to the file @path (sysfs, procfs, cgroupfs): 0 or -errno. */
