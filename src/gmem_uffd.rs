@@ -160,7 +160,9 @@ fn added(folio: &LockedFolio) {
 
 /// Adds `new` to the page cache at `index`, returning it locked.
 fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedFolio> {
-    let folio = mapping.add_folio(new, index, GMEM_GFP).map_err(|(e, _)| e)?;
+    let folio = mapping
+        .add_folio(new, index, GMEM_GFP)
+        .map_err(|(e, _)| e)?;
     added(&folio);
     Ok(folio)
 }

@@ -201,7 +201,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
             (*inode).i_private = ptr;
         }
         // SAFETY: The inode, and so its mapping, is not visible to anyone else yet.
-        T::init_mapping(&unsafe { NewAddressSpace::new(AddressSpace::from_raw((*inode).i_mapping)) });
+        let mapping = unsafe { NewAddressSpace::new(AddressSpace::from_raw((*inode).i_mapping)) };
+        T::init_mapping(&mapping);
 
         // The file holds a reference on the module, dropped by `__fput()` (`fops_put()`).
         // SAFETY: `fops` is valid, its owner is our module.

@@ -212,7 +212,12 @@ impl<'a> UffdNewFolio<'a> {
     ///
     /// On failure the folio stays here and the error is returned (`EEXIST` if another folio is
     /// at `index`).
-    pub fn add(self, mapping: &AddressSpace, index: usize, gfp: Flags) -> Result<UffdFolioAdded<'a>> {
+    pub fn add(
+        self,
+        mapping: &AddressSpace,
+        index: usize,
+        gfp: Flags,
+    ) -> Result<UffdFolioAdded<'a>> {
         let slot = self.slot;
         let FolioSlot::New(new) = core::mem::replace(slot, FolioSlot::Taken) else {
             // Not reached: by the type invariant the slot holds a new folio.
@@ -414,8 +419,8 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         // INVARIANT: The slot holds the new folio.
         let arg = UffdNewFolio { slot: &mut slot };
         // SAFETY: As above.
-        let res = T::filemap_add(data, mapping, arg, unsafe { VmaRef::from_raw(vma) }, addr)
-            .map(|_| ());
+        let res =
+            T::filemap_add(data, mapping, arg, unsafe { VmaRef::from_raw(vma) }, addr).map(|_| ());
         match (res, slot) {
             // Core mm keeps the reference and unlocks the folio once it is mapped.
             (Ok(()), FolioSlot::Added(locked)) => {
