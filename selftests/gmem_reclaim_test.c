@@ -29,6 +29,9 @@
  *    UFFDIO_COPY; the OOM kill or SIGBUS of a faulting child), the limit
  *    holds, and everything written before is intact.  These tests make the
  *    kernel print OOM reports (see the comment above the fixture).
+ *  - memcg_charge.<backend>.remote_fault: pages faulted in by another
+ *    process (process_vm_writev() into a child's mapping) are charged to the
+ *    child's memory cgroup, not the writer's.
  *
  * Needs root (CAP_SYS_ADMIN for MADV_HWPOISON), cgroup v2 with the memory
  * controller (mounted at CGROUP2_DIR if it is not yet), CONFIG_MEMORY_FAILURE,
@@ -54,6 +57,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
 #include <linux/falloc.h>
@@ -1084,6 +1088,128 @@ TEST_F_TIMEOUT(memcg_limit, read_fault, 120)
 TEST_F_TIMEOUT(memcg_limit, uffd_copy, 120)
 {
 	run_limit(_metadata, self, FILL_UFFD_COPY);
+}
+
+/* ---- Whose memory cgroup pays for a remote fault ---- */
+
+/*
+ * A page faulted in on behalf of another process is charged to the memory
+ * cgroup of the mm that maps it (the VMA's mm: shmem's fault_mm), not to the
+ * task that happens to cause the fault.  A child in cgroup "owner" maps the
+ * file; the test process, in cgroup "remote", writes CHARGE_BYTES into the
+ * child's mapping with process_vm_writev(), whose GUP faults the pages in
+ * the child's mm.  The owner's memory.current must grow by the file's pages,
+ * the remote's must not; the data must be in the file.
+ */
+#define CHARGE_BYTES		(8 << 20)
+
+FIXTURE(memcg_charge)
+{
+	struct subject s;
+	char owner[64];
+	char remote[64];
+	pid_t child;
+};
+
+FIXTURE_VARIANT(memcg_charge)
+{
+	enum backend backend;
+};
+
+FIXTURE_VARIANT_ADD(memcg_charge, gmem) { .backend = GMEM };
+FIXTURE_VARIANT_ADD(memcg_charge, memfd) { .backend = MEMFD };
+
+FIXTURE_SETUP(memcg_charge)
+{
+	int ret;
+
+	subject_init(&self->s);
+	self->owner[0] = self->remote[0] = '\0';
+	self->child = 0;
+	ret = cgroup2_setup();
+	if (ret)
+		SKIP(return, "no cgroup v2 memory controller: %s", strerror(-ret));
+	subject_open(_metadata, &self->s, variant->backend, CHARGE_BYTES / page_size);
+	snprintf(self->owner, sizeof(self->owner), "gmem_owner_%d", getpid());
+	snprintf(self->remote, sizeof(self->remote), "gmem_remote_%d", getpid());
+	ASSERT_EQ(0, cg_create(self->owner));
+	ASSERT_EQ(0, cg_create(self->remote));
+}
+
+FIXTURE_TEARDOWN(memcg_charge)
+{
+	int status;
+
+	if (self->child > 0) {
+		kill(self->child, SIGKILL);
+		waitpid(self->child, &status, 0);
+	}
+	subject_close(&self->s);
+	cg_enter("");
+	if (self->owner[0])
+		cg_remove(self->owner);
+	if (self->remote[0])
+		cg_remove(self->remote);
+}
+
+/* The child: enter @cg, map @fd, report the address on @out, wait to be killed. */
+static int charge_child(const char *cg, int fd, int out)
+{
+	char *mem;
+
+	if (cg_enter(cg) || map_gmem(fd, CHARGE_BYTES, MAP_SHARED, &mem))
+		return 1;
+	if (write(out, &mem, sizeof(mem)) != sizeof(mem))
+		return 1;
+	for (;;)
+		pause();
+}
+
+TEST_F_TIMEOUT(memcg_charge, remote_fault, 120)
+{
+	long long owner0, remote0, owner1, remote1;
+	struct iovec local, remote;
+	char *mem = NULL, *buf;
+	int pipefd[2];
+	long i;
+
+	buf = malloc(CHARGE_BYTES);
+	ASSERT_TRUE(buf != NULL);
+	for (i = 0; i < self->s.pages; i++)
+		fill_page_words(buf + i * page_size, page_size, SEED, i);
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	self->child = fork();
+	ASSERT_LE(0, self->child);
+	if (!self->child)
+		_exit(charge_child(self->owner, self->s.fd, pipefd[1]));
+	close(pipefd[1]);
+	ASSERT_EQ((ssize_t)sizeof(mem), read(pipefd[0], &mem, sizeof(mem)))
+		TH_LOG("the child did not map the file");
+	close(pipefd[0]);
+
+	/* Everything the test process allocates from here on is charged to "remote". */
+	ASSERT_EQ(0, cg_enter(self->remote));
+	owner0 = cg_current(self->owner);
+	remote0 = cg_current(self->remote);
+	ASSERT_LE(0, owner0);
+	ASSERT_LE(0, remote0);
+	local.iov_base = buf;
+	local.iov_len = CHARGE_BYTES;
+	remote.iov_base = mem;
+	remote.iov_len = CHARGE_BYTES;
+	ASSERT_EQ(CHARGE_BYTES, err_of(process_vm_writev(self->child, &local, 1, &remote, 1, 0)))
+		TH_LOG("process_vm_writev: %s", strerror(errno));
+	owner1 = cg_current(self->owner);
+	remote1 = cg_current(self->remote);
+	ASSERT_EQ(0, cg_enter(""));
+	TH_LOG("owner +%lld KiB, remote +%lld KiB", (owner1 - owner0) >> 10,
+	       (remote1 - remote0) >> 10);
+	EXPECT_LE(CHARGE_BYTES, owner1 - owner0) TH_LOG("the owner was not charged the file");
+	EXPECT_GT(CHARGE_BYTES / 4, remote1 - remote0) TH_LOG("the remote task was charged");
+
+	expect_folios(_metadata, &self->s, self->s.pages, "after the remote writes");
+	check_pages(_metadata, &self->s, 0, self->s.pages, SEED);
+	free(buf);
 }
 
 TEST_HARNESS_MAIN
