@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the kernel selftests the initramfs needs, as static x86_64
-# binaries, from the kernel tree $SRC, and copy them to
+# binaries (one of ours i386), from the kernel tree $SRC, and copy them to
 # $CACHE/selftests-bin/:
 #
 #   tools/testing/selftests/mm:  uffd-unit-tests, uffd-stress
@@ -150,17 +150,20 @@ build_ours() {
 		fail "our selftests (selftests/) failed to build"
 }
 
-# install_bin FILE: check FILE is a static x86-64 executable and copy it
-# to $BIN when it differs from the copy there.
+# install_bin FILE: check FILE is a static x86-64 executable (i386 for
+# a *compat32* test) and copy it to $BIN when it differs from the copy there.
 install_bin() {
-	local f=$1 name desc
+	local f=$1 name desc arch=X86-64 farch=x86-64
 	name=$(basename "$f")
+	case "$name" in
+	*compat32*) arch=80386 farch="Intel 80386" ;;
+	esac
 	[ -x "$f" ] || die "$f was not built; full log: $log"
 	if command -v file >/dev/null; then
 		desc=$(file -b "$f")
 		case "$desc" in
-		*x86-64*", statically linked"*) ;;
-		*) die "$name is not a static x86-64 executable: $desc" ;;
+		*"$farch"*", statically linked"*) ;;
+		*) die "$name is not a static $farch executable: $desc" ;;
 		esac
 	else
 		# No file(1) on the host: readelf from the toolchain; an
@@ -168,8 +171,8 @@ install_bin() {
 		desc=$(tc readelf -hlW "$f") || die "readelf failed on $f"
 		case "$desc" in
 		*"program interpreter"*) die "$name is dynamically linked" ;;
-		*"Type:"*"EXEC"*"X86-64"*) ;;
-		*) die "$name is not an x86-64 executable" ;;
+		*"Type:"*"EXEC"*"$arch"*) ;;
+		*) die "$name is not an $arch executable" ;;
 		esac
 	fi
 	if ! cmp -s "$f" "$BIN/$name"; then

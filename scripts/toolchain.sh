@@ -11,7 +11,7 @@
 
 PKGS="build-essential busybox-static flex bison bc libelf-dev libssl-dev cpio kmod rustc
 rust-src bindgen clang llvm lld libclang-dev rustfmt rust-clippy
-libnuma-dev libcap-dev rsync python3 python3-ply python3-git git ca-certificates"
+gcc-multilib libnuma-dev libcap-dev rsync python3 python3-ply python3-git git ca-certificates"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 pkgs=$(echo $PKGS)

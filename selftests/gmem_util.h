@@ -77,7 +77,7 @@ static inline int create_gmem(int dev, __u64 size, __u64 flags)
  * stand-in for a GMEM_SHARED file (same MISSING/MINOR rules; a pwrite()
  * past the end fails with EPERM instead of ENOSPC).  The fd, or -errno.
  */
-static inline int create_sealed_memfd(const char *name, long size)
+static inline int create_sealed_memfd(const char *name, off_t size)
 {
 	int fd, ret;
 
