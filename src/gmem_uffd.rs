@@ -19,7 +19,7 @@
 
 use kernel::{
     debugfs,
-    fs::anon_file::{AnonFileDevice, AnonFileOperations, MmapArea, PseudoFs},
+    fs::anon_file::{AnonFileDevice, AnonFileOperations, DeviceRegistration, MmapArea, PseudoFs},
     iov::{IovIterDest, IovIterSource},
     mm::{
         folio::{fault_in_readable, FreeingFolio, LockedFolio, NewFolio},
@@ -54,6 +54,10 @@ const FLAG_INIT_SHARED: u64 = 1 << 1;
 const MAX_SIZE: u64 = 1 << 40;
 /// The superblock magic of our pseudo file system ("GMUF").
 const GMEM_UFFD_MAGIC: usize = 0x474d_5546;
+/// The pseudo file system of guest memory files.
+static GMEM_FS: PseudoFs<Gmem> = PseudoFs::new(c"gmem_uffd", GMEM_UFFD_MAGIC, &THIS_MODULE);
+/// `/dev/guest_memfd`, whose `KVM_CREATE_GUEST_MEMFD` creates them.
+static GMEM_DEV: AnonFileDevice<Gmem> = AnonFileDevice::new(c"guest_memfd", &GMEM_FS, &THIS_MODULE);
 /// Allocation flags of guest memory, as KVM's guest_memfd uses: not movable (the pages stay
 /// where the guest put them, see `init_mapping`), confined to the task's cpuset.
 const GMEM_GFP: kernel::alloc::Flags = GFP_HIGHUSER;
@@ -71,8 +75,7 @@ static MINOR_EVENTS: Atomic<i64> = Atomic::new(0);
 
 #[pin_data]
 struct GmemUffdModule {
-    #[pin]
-    device: AnonFileDevice<Gmem>,
+    _device: DeviceRegistration<Gmem>,
     _debugfs: debugfs::Dir,
     #[pin]
     _files: debugfs::File<()>,
@@ -101,15 +104,10 @@ fn show_minor(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
 }
 
 impl kernel::InPlaceModule for GmemUffdModule {
-    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"gmem_uffd");
         try_pin_init!(Self {
-            device <- AnonFileDevice::register(
-                c"guest_memfd",
-                c"gmem_uffd",
-                GMEM_UFFD_MAGIC,
-                module
-            ),
+            _device: GMEM_DEV.register()?,
             _files <- dir.read_callback_file(c"files", (), &show_files),
             _folios <- dir.read_callback_file(c"folios", (), &show_folios),
             _missing <- dir.read_callback_file(c"missing_events", (), &show_missing),
@@ -206,7 +204,7 @@ fn make_uptodate(folio: &LockedFolio) -> Result {
 }
 
 impl Gmem {
-    fn create(fs: &PseudoFs<Gmem>, arg: usize) -> Result<isize> {
+    fn create(fs: &'static PseudoFs<Gmem>, arg: usize) -> Result<isize> {
         let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64)
             .reader()
             .read()?;
@@ -238,7 +236,7 @@ impl AnonFileOperations for Gmem {
         mapping.set_gfp_mask(GMEM_GFP);
     }
 
-    fn device_ioctl(fs: &PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
+    fn device_ioctl(fs: &'static PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
             _ => Err(ENOTTY),

@@ -32,7 +32,10 @@ use crate::{
         vm_ops::UffdOperations,
     },
     prelude::*,
-    sync::aref::ARef,
+    sync::{
+        aref::ARef,
+        atomic::{Acquire, Atomic, Release},
+    },
     types::{ForeignOwnable, Opaque},
     ThisModule,
 };
@@ -41,33 +44,37 @@ use core::{marker::PhantomData, ptr::NonNull};
 /// A pseudo file system, mounted internally, whose inodes back the anonymous files of one
 /// driver, all with the operations `T`.
 ///
-/// It lives in the driver's module object.  The file system is mounted while files of it exist
+/// It is made with the `const fn` [`PseudoFs::new`] in a `static` of the driver, and every
+/// operation takes `&'static self`: a file refers to its file system type and its file
+/// operations until its last reference is gone, and to the file system's super block until
+/// that is killed, so neither may ever be freed under a file; a `static` of a module is freed
+/// only when the module is unloaded.  The file system is mounted while files of it exist
 /// (`simple_pin_fs()`: the first file mounts it, the release of the last one drops that mount),
 /// and both the file system type and the file operations name the module as their `owner`: a
 /// file pins the module through its operations until `__fput()` is done with them, and through
 /// its mount until the super block is gone, so no part of a file's teardown runs after the
 /// module is unloaded.  A module with no files left holds no mount, and can be unloaded.
 ///
+/// ```ignore
+/// static FS: PseudoFs<MyFiles> = PseudoFs::new(c"my_files", MY_MAGIC, &THIS_MODULE);
+/// ```
+///
 /// # Invariants
 ///
-/// `fs_type` and `fops` name the module that owns `self` as `owner`; `mnt` and `count` are the
-/// mount and the pin count of `simple_pin_fs()`, changed only by it and `simple_release_fs()`
-/// under their lock: every file of the file system holds one pin, dropped by its `release`.
-#[pin_data(PinnedDrop)]
+/// `fs_type` and `fops` name `module` of [`PseudoFs::new`] as `owner`; `mnt` and `count` are
+/// the mount and the pin count of `simple_pin_fs()`, changed only by it and
+/// `simple_release_fs()` under their lock: every file of the file system holds one pin, dropped
+/// by its `release`.  A value used through the API is `'static`.
 pub struct PseudoFs<T: AnonFileOperations> {
-    #[pin]
     fs_type: Opaque<bindings::file_system_type>,
     magic: usize,
-    #[pin]
     fops: Opaque<bindings::file_operations>,
-    #[pin]
     mnt: Opaque<*mut bindings::vfsmount>,
-    #[pin]
     count: Opaque<c_int>,
     _p: PhantomData<T>,
 }
 
-// SAFETY: The mount and the operations table are used only through thread-safe VFS calls.
+// SAFETY: The mount and the operations tables are used only through thread-safe VFS calls.
 unsafe impl<T: AnonFileOperations> Send for PseudoFs<T> {}
 // SAFETY: As above.
 unsafe impl<T: AnonFileOperations> Sync for PseudoFs<T> {}
@@ -75,33 +82,23 @@ unsafe impl<T: AnonFileOperations> Sync for PseudoFs<T> {}
 impl<T: AnonFileOperations> PseudoFs<T> {
     /// Creates a pseudo file system named `name`, with superblock magic `magic`, for the files of
     /// `module`.  It is mounted when the first file is created.
-    pub fn new(
-        name: &'static CStr,
-        magic: usize,
-        module: &'static ThisModule,
-    ) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            fs_type <- Opaque::ffi_init(move |slot: *mut bindings::file_system_type| {
-                // SAFETY: `slot` is valid for writes; all-zeroes is a valid value of the C type.
-                unsafe {
-                    slot.write(pin_init::zeroed());
-                    (*slot).name = name.as_char_ptr();
-                    (*slot).owner = module.as_ptr();
-                    (*slot).init_fs_context = Some(Self::init_fs_context);
-                    (*slot).kill_sb = Some(bindings::kill_anon_super);
-                }
-            }),
+    pub const fn new(name: &'static CStr, magic: usize, module: &'static ThisModule) -> Self {
+        let mut fs_type: bindings::file_system_type = pin_init::zeroed();
+        fs_type.name = crate::str::as_char_ptr_in_const_context(name);
+        fs_type.owner = module.as_ptr();
+        fs_type.init_fs_context = Some(Self::init_fs_context);
+        fs_type.kill_sb = Some(bindings::kill_anon_super);
+        let mut fops = FileOpsTable::<T>::FOPS;
+        fops.owner = module.as_ptr();
+        // INVARIANT: Both tables name `module` as their owner; no file exists yet.
+        Self {
+            fs_type: Opaque::new(fs_type),
             magic,
-            fops <- Opaque::ffi_init(move |slot: *mut bindings::file_operations| {
-                let mut fops = FileOpsTable::<T>::FOPS;
-                fops.owner = module.as_ptr();
-                // SAFETY: `slot` is valid for writes.
-                unsafe { slot.write(fops) };
-            }),
+            fops: Opaque::new(fops),
             mnt: Opaque::new(core::ptr::null_mut()),
             count: Opaque::new(0),
             _p: PhantomData,
-        })
+        }
     }
 
     /// Takes a pin on the mount (mounting the file system if no file exists), returning it.
@@ -130,9 +127,9 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     /// # Safety
     ///
     /// `file` must be a file created by `create_file` of a `PseudoFs<T>`, not yet released.
-    unsafe fn of_file<'a>(file: *mut bindings::file) -> &'a Self {
+    unsafe fn of_file(file: *mut bindings::file) -> &'static Self {
         // SAFETY: The file's super block is one of our file system type, which is the `fs_type`
-        // field of a pinned `PseudoFs<T>` that outlives the file (see the type's documentation).
+        // field of a `'static` `PseudoFs<T>` (`create_file` takes `&'static self`).
         unsafe {
             let fs_type = (*(*(*file).f_inode).i_sb).s_type;
             &*crate::container_of!(
@@ -147,7 +144,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     ///
     /// Called by the VFS as `init_fs_context` of our `fs_type`, when [`Self::pin`] mounts it.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> c_int {
-        // SAFETY: `fc->fs_type` is the `fs_type` field of a pinned `PseudoFs<T>` (see `new`).
+        // SAFETY: `fc->fs_type` is the `fs_type` field of a `'static` `PseudoFs<T>`: only
+        // `pin` mounts it, for `create_file(&'static self)`.
         let this = unsafe {
             crate::container_of!(
                 (*fc).fs_type.cast::<Opaque<bindings::file_system_type>>(),
@@ -171,7 +169,13 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     /// and installs it as a new file descriptor (`O_RDWR`; `fd_flags` may add `O_CLOEXEC`).
     ///
     /// Returns the file descriptor.
-    pub fn create_file(&self, name: &CStr, size: i64, data: T::Data, fd_flags: u32) -> Result<u32> {
+    pub fn create_file(
+        &'static self,
+        name: &CStr,
+        size: i64,
+        data: T::Data,
+        fd_flags: u32,
+    ) -> Result<u32> {
         let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
         let mnt = self.pin()?;
         // Gives up the pin just taken, on the error paths; on success it passes to the file.
@@ -252,16 +256,6 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     }
 }
 
-#[pinned_drop]
-impl<T: AnonFileOperations> PinnedDrop for PseudoFs<T> {
-    fn drop(self: Pin<&mut Self>) {
-        // No file of this file system remains: each pins the module that owns `self`, and each
-        // file's pin on the mount was dropped by its release, so the file system is not mounted.
-        // SAFETY: Nothing else uses `count` any more.
-        debug_assert_eq!(unsafe { *self.count.get() }, 0);
-    }
-}
-
 /// The operations of an anonymous file.
 #[vtable]
 pub trait AnonFileOperations: Sized + 'static {
@@ -332,7 +326,7 @@ pub trait AnonFileOperations: Sized + 'static {
 
     /// `ioctl()` on the character device of an [`AnonFileDevice`]: typically creates a file
     /// with [`PseudoFs::create_file`] and returns its file descriptor.
-    fn device_ioctl(fs: &PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
+    fn device_ioctl(fs: &'static PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
         let _ = (fs, cmd, arg);
         Err(ENOTTY)
     }
@@ -341,65 +335,91 @@ pub trait AnonFileOperations: Sized + 'static {
 /// A misc character device whose `ioctl()` creates anonymous files of a [`PseudoFs`], the way
 /// `/dev/kvm` creates VM file descriptors.
 ///
-/// Open file descriptors of the device hold a reference on the module, like the files it
-/// creates, so the module cannot be unloaded while any exists.
+/// Like the [`PseudoFs`] it serves, it is made with the `const fn` [`AnonFileDevice::new`] in
+/// a `static`; [`AnonFileDevice::register`] registers it for as long as the returned
+/// [`DeviceRegistration`] lives (usually a field of the module).  Open file descriptors of the
+/// device hold a reference on the module, like the files it creates, so the module cannot be
+/// unloaded while any exists; the device's `ioctl` uses nothing but the `static` itself, so an
+/// open descriptor may outlive the registration (its `ioctl` then still works, as a misc
+/// device's does after `misc_deregister()`).
+///
+/// ```ignore
+/// static DEV: AnonFileDevice<MyFiles> = AnonFileDevice::new(c"my_dev", &FS, &THIS_MODULE);
+/// // In the module's init: `_dev: DEV.register()?`
+/// ```
 ///
 /// # Invariants
 ///
-/// `misc` is registered with `misc_register` (its `fops` pointing at `fops`, whose owner is
-/// the module owning `self`) until drop, and `fs` is initialised before and dropped after it.
-#[pin_data(PinnedDrop)]
+/// `fops` names the `module` of [`AnonFileDevice::new`] as `owner`.  `misc` is registered with
+/// `misc_register` (its `fops` pointing at `fops`) exactly while `registered` is set, which only
+/// a [`DeviceRegistration`] of `self` does; nothing else writes `misc`.  A value used through
+/// the API is `'static`.
 pub struct AnonFileDevice<T: AnonFileOperations> {
-    #[pin]
-    fs: PseudoFs<T>,
-    #[pin]
-    fops: Opaque<bindings::file_operations>,
-    #[pin]
     misc: Opaque<bindings::miscdevice>,
+    fops: Opaque<bindings::file_operations>,
+    name: &'static CStr,
+    fs: &'static PseudoFs<T>,
+    registered: Atomic<bool>,
 }
 
-// SAFETY: The misc device and the pseudo file system are used through thread-safe calls.
+// SAFETY: The misc device is registered and used through thread-safe calls, and its one writer
+// is serialised by `registered`.
 unsafe impl<T: AnonFileOperations> Send for AnonFileDevice<T> {}
 // SAFETY: As above.
 unsafe impl<T: AnonFileOperations> Sync for AnonFileDevice<T> {}
 
 impl<T: AnonFileOperations> AnonFileDevice<T> {
-    /// Mounts the pseudo file system `fs_name` (superblock magic `magic`) and registers the
-    /// misc device `/dev/<dev_name>` (mode 0600).
-    pub fn register(
-        dev_name: &'static CStr,
-        fs_name: &'static CStr,
-        magic: usize,
+    /// A misc device `/dev/<name>` (mode 0600) of `module` whose `ioctl()` creates files of
+    /// `fs` with [`AnonFileOperations::device_ioctl`].  Not registered yet.
+    pub const fn new(
+        name: &'static CStr,
+        fs: &'static PseudoFs<T>,
         module: &'static ThisModule,
-    ) -> impl PinInit<Self, Error> {
-        try_pin_init!(&this in Self {
-            fs <- PseudoFs::new(fs_name, magic, module),
-            fops <- Opaque::ffi_init(move |slot: *mut bindings::file_operations| {
-                let fops = bindings::file_operations {
-                    owner: module.as_ptr(),
-                    unlocked_ioctl: Some(Self::ioctl),
-                    compat_ioctl: Some(Self::ioctl),
-                    llseek: Some(bindings::noop_llseek),
-                    ..pin_init::zeroed()
-                };
-                // SAFETY: `slot` is valid for writes.
-                unsafe { slot.write(fops) };
-            }),
-            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
-                // SAFETY: `this` is pinned and `fops` was initialised above.
-                let fops = unsafe { (*this.as_ptr()).fops.get() };
-                // SAFETY: `slot` is valid for writes; the device is registered only once all of
-                // `self` that `ioctl` uses (`fs`) is initialised.
-                unsafe {
-                    let mut misc: bindings::miscdevice = pin_init::zeroed();
-                    misc.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
-                    misc.name = dev_name.as_char_ptr();
-                    misc.fops = fops;
-                    slot.write(misc);
-                    crate::error::to_result(bindings::misc_register(slot))
-                }
-            }),
-        })
+    ) -> Self {
+        let mut fops: bindings::file_operations = pin_init::zeroed();
+        fops.owner = module.as_ptr();
+        fops.unlocked_ioctl = Some(Self::ioctl);
+        // The argument is a user pointer: `compat_ptr_ioctl` converts it (`None` without
+        // `CONFIG_COMPAT`).
+        fops.compat_ioctl = bindings::compat_ptr_ioctl;
+        fops.llseek = Some(bindings::noop_llseek);
+        // INVARIANT: `fops` names `module`; `misc` is not registered.
+        Self {
+            misc: Opaque::new(pin_init::zeroed()),
+            fops: Opaque::new(fops),
+            name,
+            fs,
+            registered: Atomic::new(false),
+        }
+    }
+
+    /// Registers the misc device, until the returned registration is dropped.
+    ///
+    /// Fails with `EBUSY` while the device is registered already, or with the error of
+    /// `misc_register()` (`EBUSY` if the name is taken).
+    pub fn register(&'static self) -> Result<DeviceRegistration<T>> {
+        if self.registered.xchg(true, Acquire) {
+            return Err(EBUSY);
+        }
+        let misc = self.misc.get();
+        // SAFETY: `registered` was clear and is now ours: the device is not registered and no
+        // one else writes `misc` (type invariant).  `fops` and `name` are `'static`.
+        let ret = unsafe {
+            let mut m: bindings::miscdevice = pin_init::zeroed();
+            m.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
+            m.name = self.name.as_char_ptr();
+            m.fops = self.fops.get();
+            misc.write(m);
+            crate::error::to_result(bindings::misc_register(misc))
+        };
+        match ret {
+            // INVARIANT: Registered, and `registered` is set until the registration drops.
+            Ok(()) => Ok(DeviceRegistration { dev: self }),
+            Err(e) => {
+                self.registered.store(false, Release);
+                Err(e)
+            }
+        }
     }
 
     /// # Safety
@@ -407,27 +427,35 @@ impl<T: AnonFileOperations> AnonFileDevice<T> {
     /// Called by the VFS as `unlocked_ioctl` of a file opened through our misc device.
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         // SAFETY: `misc_open` set `private_data` to our `miscdevice`, which is the `misc` field
-        // of a registered `AnonFileDevice<T>`; the open file keeps the module, and so `self`,
-        // alive.
-        let this = unsafe {
+        // of a `'static` `AnonFileDevice<T>` (`register` takes `&'static self`).
+        let this: &'static Self = unsafe {
             &*crate::container_of!(
                 (*file).private_data.cast::<Opaque<bindings::miscdevice>>(),
                 Self,
                 misc
             )
         };
-        match T::device_ioctl(&this.fs, cmd, arg) {
+        match T::device_ioctl(this.fs, cmd, arg) {
             Ok(ret) => ret as c_long,
             Err(e) => e.to_errno() as c_long,
         }
     }
 }
 
-#[pinned_drop]
-impl<T: AnonFileOperations> PinnedDrop for AnonFileDevice<T> {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant the device is registered; `fs` is dropped afterwards.
-        unsafe { bindings::misc_deregister(self.misc.get()) };
+/// The registration of an [`AnonFileDevice`]: the misc device exists while this lives.
+///
+/// # Invariants
+///
+/// `dev` is registered, and its `registered` flag set, for as long as `self` exists.
+pub struct DeviceRegistration<T: AnonFileOperations> {
+    dev: &'static AnonFileDevice<T>,
+}
+
+impl<T: AnonFileOperations> Drop for DeviceRegistration<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the device is registered, by us alone.
+        unsafe { bindings::misc_deregister(self.dev.misc.get()) };
+        self.dev.registered.store(false, Release);
     }
 }
 
