@@ -110,7 +110,7 @@ TEST_F(compat, io_high_offsets)
 
 	ASSERT_TRUE(in != NULL);
 	ASSERT_TRUE(out != NULL);
-	for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(offs); i++) {
 		fill(in, self->ps, 100 + i);
 		ASSERT_EQ(self->ps, pwrite(self->fd, in, self->ps, offs[i]))
 			TH_LOG("pwrite at %#llx: %s", (unsigned long long)offs[i], strerror(errno));
@@ -162,15 +162,14 @@ static int serve_one(int uffd, int fd, char *mem, long ps, const char *page, boo
 		if (ioctl(uffd, UFFDIO_CONTINUE, &cont))
 			return -errno;
 		return cont.mapped == ps ? 0 : -EIO;
-	} else {
-		struct uffdio_copy copy = {
-			.dst = addr, .src = (unsigned long)page, .len = ps,
-		};
-
-		if (ioctl(uffd, UFFDIO_COPY, &copy))
-			return -errno;
-		return copy.copy == ps ? 0 : -EIO;
 	}
+	struct uffdio_copy copy = {
+		.dst = addr, .src = (unsigned long)page, .len = ps,
+	};
+
+	if (ioctl(uffd, UFFDIO_COPY, &copy))
+		return -errno;
+	return copy.copy == ps ? 0 : -EIO;
 }
 
 static void uffd_case(struct __test_metadata *_metadata, int fd, long ps, bool minor)

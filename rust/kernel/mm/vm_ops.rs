@@ -419,8 +419,8 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         // INVARIANT: The slot holds the new folio.
         let arg = UffdNewFolio { slot: &mut slot };
         // SAFETY: As above.
-        let res =
-            T::filemap_add(data, mapping, arg, unsafe { VmaRef::from_raw(vma) }, addr).map(|_| ());
+        let vma = unsafe { VmaRef::from_raw(vma) };
+        let res = T::filemap_add(data, mapping, arg, vma, addr).map(|_| ());
         match (res, slot) {
             // Core mm keeps the reference and unlocks the folio once it is mapped.
             (Ok(()), FolioSlot::Added(locked)) => {
