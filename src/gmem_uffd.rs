@@ -117,20 +117,11 @@ impl kernel::InPlaceModule for GmemUffdModule {
     }
 }
 
-/// A guest memory file.
-///
-/// # Invariants
-///
-/// `size` is a non-zero multiple of `PAGE_SIZE`, at most `MAX_SIZE`.
+/// A guest memory file: what its inode holds besides the VFS inode.  Its size is the inode's
+/// (`i_size`), a non-zero multiple of `PAGE_SIZE` of at most `MAX_SIZE`, set at creation and
+/// never changed (`setattr` refuses).
 struct Gmem {
-    size: u64,
     flags: u64,
-}
-
-impl Gmem {
-    fn pages(&self) -> usize {
-        (self.size >> PAGE_SHIFT) as usize
-    }
 }
 
 /// Splits the byte range `pos..pos + len` into per-page pieces: `(index, offset, length)`.
@@ -218,8 +209,7 @@ impl Gmem {
         {
             return Err(EINVAL);
         }
-        let gmem = KBox::new(Gmem { size, flags }, GFP_KERNEL)?;
-        let fd = fs.create_file(c"[gmem_uffd]", size as i64, gmem, O_CLOEXEC)?;
+        let fd = fs.create_file(c"[gmem_uffd]", size as i64, Gmem { flags }, O_CLOEXEC)?;
         FILES.add(1, Relaxed);
         Ok(fd as isize)
     }
@@ -227,7 +217,7 @@ impl Gmem {
 
 #[vtable]
 impl AnonFileOperations for Gmem {
-    type Data = KBox<Gmem>;
+    type Data = Gmem;
 
     fn init_mapping(mapping: &NewAddressSpace<'_>) {
         // Guest memory has no backing store: reclaim must never take it.  It is not migrated
@@ -243,7 +233,7 @@ impl AnonFileOperations for Gmem {
         }
     }
 
-    fn release(_data: KBox<Gmem>, mapping: &AddressSpace) {
+    fn release(_data: &Gmem, mapping: &AddressSpace) {
         // No mapping is left (each holds the file): free every folio now.
         mapping.truncate_range(0, -1);
         FILES.add(-1, Relaxed);
@@ -262,17 +252,18 @@ impl AnonFileOperations for Gmem {
     }
 
     fn read_iter(
-        data: &Gmem,
+        _data: &Gmem,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterDest<'_>,
     ) -> Result<usize> {
         static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
         let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
-        if start >= data.size {
+        let size = mapping.size() as u64;
+        if start >= size {
             return Ok(0);
         }
-        let len = core::cmp::min(iov.len() as u64, data.size - start) as usize;
+        let len = core::cmp::min(iov.len() as u64, size - start) as usize;
         let mut done = 0;
         for (index, offset, n) in page_pieces(start, len) {
             let copied = match mapping.get_folio(index) {
@@ -296,16 +287,17 @@ impl AnonFileOperations for Gmem {
     }
 
     fn write_iter(
-        data: &Gmem,
+        _data: &Gmem,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterSource<'_>,
     ) -> Result<usize> {
         let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
-        if start >= data.size {
+        let size = mapping.size() as u64;
+        if start >= size {
             return Err(ENOSPC);
         }
-        let len = core::cmp::min(iov.len() as u64, data.size - start) as usize;
+        let len = core::cmp::min(iov.len() as u64, size - start) as usize;
         let mut done = 0;
         while done < len {
             let at = start + done as u64;
@@ -355,7 +347,7 @@ impl AnonFileOperations for Gmem {
         finish_io(pos, done, len)
     }
 
-    fn fallocate(data: &Gmem, mapping: &AddressSpace, mode: i32, offset: i64, len: i64) -> Result {
+    fn fallocate(_data: &Gmem, mapping: &AddressSpace, mode: i32, offset: i64, len: i64) -> Result {
         const KEEP_SIZE: i32 = kernel::bindings::FALLOC_FL_KEEP_SIZE as i32;
         const PUNCH_HOLE: i32 = kernel::bindings::FALLOC_FL_PUNCH_HOLE as i32;
         let punch = match mode {
@@ -368,7 +360,7 @@ impl AnonFileOperations for Gmem {
             return Err(EINVAL);
         }
         let end = offset.checked_add(len).ok_or(EINVAL)?;
-        if end as u64 > data.size {
+        if end > mapping.size() {
             return Err(EINVAL);
         }
         if punch {
@@ -397,7 +389,7 @@ impl AnonFileOperations for Gmem {
 
 #[vtable]
 impl VmOperations for Gmem {
-    type Data = KBox<Gmem>;
+    type Data = Gmem;
 
     // An up-to-date folio is complete (see `write_iter`), so it may be mapped as it is, unless
     // the memory is private to the guest (no INIT_SHARED: every fault gets SIGBUS).  `fault`
@@ -408,7 +400,7 @@ impl VmOperations for Gmem {
 
     fn fault(data: &Gmem, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult {
         let index = vmf.pgoff();
-        if index >= data.pages() || data.flags & FLAG_INIT_SHARED == 0 {
+        if index >= mapping.nr_pages() || data.flags & FLAG_INIT_SHARED == 0 {
             return FaultResult::SigBus;
         }
         // A MINOR event needs no lock, as in shmem: it only reports that the page is there,
@@ -502,14 +494,14 @@ impl UffdOperations for Gmem {
     }
 
     fn filemap_add<'a>(
-        data: &Gmem,
+        _data: &Gmem,
         mapping: &AddressSpace,
         folio: UffdNewFolio<'a>,
         vma: &VmaRef,
         addr: usize,
     ) -> Result<UffdFolioAdded<'a>> {
         let index = vma.file_pgoff(addr);
-        if index >= data.pages() {
+        if index >= mapping.nr_pages() {
             return Err(EFAULT);
         }
         let _inval = mapping.invalidate_lock_shared();

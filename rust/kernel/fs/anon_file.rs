@@ -7,8 +7,11 @@
 //! live on a pseudo file system that the driver mounts internally ([`PseudoFs`]); the files
 //! are created with [`PseudoFs::create_file`] and installed as new file descriptors, usually
 //! from the `ioctl()` of an [`AnonFileDevice`].  Their behaviour is given by an
-//! [`AnonFileOperations`] implementation, whose private data is available to every file
-//! operation, to the fault handler and to userfaultfd operations (see [`crate::mm::vm_ops`]).
+//! [`AnonFileOperations`] implementation.  Each file's data lives in its inode
+//! ([`AnonInode`], allocated by the pseudo file system as KVM's guest_memfd allocates its
+//! `gmem_inode`), and is what every file operation, the fault handler and the userfaultfd
+//! operations (see [`crate::mm::vm_ops`]) receive.  Both the pseudo file system and the device
+//! are `static`s of the driver, so no file can outlive them.
 //!
 //! Why not [`crate::miscdevice::MiscDeviceRegistration`] for the device: its file operations
 //! have no `owner`, so an open file descriptor of the device does not keep the module loaded,
@@ -36,10 +39,119 @@ use crate::{
         aref::ARef,
         atomic::{Acquire, Atomic, Release},
     },
-    types::{ForeignOwnable, Opaque},
+    types::Opaque,
     ThisModule,
 };
-use core::{marker::PhantomData, ptr::NonNull};
+use core::{cell::UnsafeCell, marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
+
+/// The inode of a file of a [`PseudoFs`]: the VFS inode and the file's data `D` in one
+/// object, as KVM's guest_memfd keeps its `gmem_inode`.  The pseudo file system allocates it
+/// (`alloc_inode`), and the data lives exactly as long as the inode: every file, VMA and
+/// userfaultfd operation finds it from the inode, the one place it is kept.
+///
+/// # Invariants
+///
+/// `data` is initialised exactly while `has_data` is set: from [`PseudoFs::create_file`],
+/// before the inode is reachable by anyone else, until `destroy_inode`.  Neither is written in
+/// between.  The object was allocated by `alloc_inode` as a `KBox<MaybeUninit<Self>>`.
+#[repr(C)]
+pub struct AnonInode<D> {
+    data: UnsafeCell<MaybeUninit<D>>,
+    has_data: UnsafeCell<bool>,
+    vfs_inode: Opaque<bindings::inode>,
+}
+
+impl<D: Send + Sync + 'static> AnonInode<D> {
+    /// The `AnonInode` of `inode`.
+    ///
+    /// # Safety
+    ///
+    /// `inode` must have been allocated by `alloc_inode` of a [`PseudoFs`] whose files' data is
+    /// `D`.
+    unsafe fn of(inode: *const bindings::inode) -> *mut Self {
+        // SAFETY: By the safety requirement `inode` is the `vfs_inode` field of a `Self`.
+        unsafe {
+            crate::container_of!(inode.cast::<Opaque<bindings::inode>>(), Self, vfs_inode)
+                .cast_mut()
+        }
+    }
+
+    /// The data of the file whose inode is `inode`.
+    ///
+    /// # Safety
+    ///
+    /// `inode` must be the inode of a file made by [`PseudoFs::create_file`] whose data is `D`,
+    /// and stay alive for `'a` (for example, because the caller holds the file, or a VMA that
+    /// maps it).
+    pub(crate) unsafe fn data<'a>(inode: *const bindings::inode) -> &'a D {
+        // SAFETY: `create_file` initialised the data before the inode was reachable, and it is
+        // dropped only by `destroy_inode`, after the last reference to the inode (type
+        // invariant); nothing writes it in between, so sharing it is sound.
+        unsafe { (*(*Self::of(inode)).data.get()).assume_init_ref() }
+    }
+
+    /// Moves `data` into the new inode `inode`.
+    ///
+    /// # Safety
+    ///
+    /// `inode` must have been allocated by `alloc_inode` of a [`PseudoFs`] whose files' data is
+    /// `D`, hold no data yet, and be reachable by no one else.
+    unsafe fn set_data(inode: *mut bindings::inode, data: D) {
+        // SAFETY: By the safety requirements we are the only user of the object.
+        unsafe {
+            let this = Self::of(inode);
+            (*(*this).data.get()).write(data);
+            // INVARIANT: `data` was just initialised.
+            *(*this).has_data.get() = true;
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS as `alloc_inode` of a [`PseudoFs`] whose files' data is `D`.
+    unsafe extern "C" fn alloc_inode(_sb: *mut bindings::super_block) -> *mut bindings::inode {
+        // Charged to the memory cgroup of the task that creates the file, as KVM's
+        // `kvm_gmem_inode_cache` (`SLAB_ACCOUNT`).
+        let Ok(new) = KBox::<Self>::new_uninit(GFP_KERNEL_ACCOUNT) else {
+            return core::ptr::null_mut();
+        };
+        let this = KBox::into_raw(new).cast::<Self>();
+        // SAFETY: `this` is a new allocation of a `Self`, ours alone.
+        unsafe {
+            // INVARIANT: No data yet.
+            core::ptr::addr_of_mut!((*this).has_data).write(UnsafeCell::new(false));
+            let inode = Opaque::cast_into(core::ptr::addr_of!((*this).vfs_inode));
+            // What the constructor of an inode cache does; `alloc_inode()` initialises the rest.
+            bindings::inode_init_once(inode);
+            inode
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS as `destroy_inode` of such an inode, after its last reference.
+    unsafe extern "C" fn destroy_inode(inode: *mut bindings::inode) {
+        // SAFETY: The inode was allocated by `alloc_inode`, and is ours alone now.
+        unsafe {
+            let this = Self::of(inode);
+            if *(*this).has_data.get() {
+                *(*this).has_data.get() = false;
+                // INVARIANT: The flag is clear, the data dropped.
+                (*(*this).data.get()).assume_init_drop();
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the VFS as `free_inode` of such an inode, an RCU grace period after
+    /// `destroy_inode`.
+    unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
+        // SAFETY: The object was allocated by `alloc_inode` as a `KBox<MaybeUninit<Self>>`; its
+        // data was dropped by `destroy_inode`, and nothing refers to it any more.
+        drop(unsafe { KBox::from_raw(Self::of(inode).cast::<MaybeUninit<Self>>()) });
+    }
+}
 
 /// A pseudo file system, mounted internally, whose inodes back the anonymous files of one
 /// driver, all with the operations `T`.
@@ -156,16 +268,20 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         // SAFETY: `this` is valid; `magic` was written when it was initialised.
         let magic = unsafe { (*this).magic };
         // SAFETY: `fc` is a valid file system context being initialised.
-        if unsafe { bindings::init_pseudo(fc, magic) }.is_null() {
+        let ctx = unsafe { bindings::init_pseudo(fc, magic) };
+        if ctx.is_null() {
             return ENOMEM.to_errno();
         }
+        // Inodes are `AnonInode<T::Data>`.
+        // SAFETY: `ctx` is the new pseudo file system context of `fc`.
+        unsafe { (*ctx).ops = &FileOpsTable::<T>::SOPS };
         // Files of this file system are never executable, nor device nodes.
         // SAFETY: `fc` is valid, and ours until this returns.
         unsafe { (*fc).s_iflags |= bindings::SB_I_NOEXEC | bindings::SB_I_NODEV };
         0
     }
 
-    /// Creates a file named `name` of `size` bytes on a new inode, with private data `data`,
+    /// Creates a file named `name` of `size` bytes on a new inode that holds `data`,
     /// and installs it as a new file descriptor (`O_RDWR`; `fd_flags` may add `O_CLOEXEC`).
     ///
     /// Returns the file descriptor.
@@ -195,14 +311,14 @@ impl<T: AnonFileOperations> PseudoFs<T> {
             )
         })
         .map_err(fail)?;
-        let ptr = data.into_foreign();
-        // SAFETY: The inode is new and not visible to anyone else yet.
+        // SAFETY: The inode is new and not visible to anyone else yet; our super block's
+        // `alloc_inode` made it an `AnonInode<T::Data>`.  From here on `iput()` drops the data.
         unsafe {
+            AnonInode::<T::Data>::set_data(inode, data);
             (*inode).i_op = &FileOpsTable::<T>::IOPS;
             (*(*inode).i_mapping).a_ops = &FileOpsTable::<T>::AOPS;
             (*inode).i_mode |= bindings::S_IFREG as u16;
             bindings::i_size_write(inode, size);
-            (*inode).i_private = ptr;
         }
         // SAFETY: The inode, and so its mapping, is not visible to anyone else yet.
         let mapping = unsafe { NewAddressSpace::new(AddressSpace::from_raw((*inode).i_mapping)) };
@@ -211,11 +327,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         // The file holds a reference on the module, dropped by `__fput()` (`fops_put()`).
         // SAFETY: `fops` is valid, its owner is our module.
         if !unsafe { bindings::try_module_get((*fops).owner) } {
-            // SAFETY: The inode is ours; the data was never shared.
-            unsafe {
-                bindings::iput(inode);
-                drop(T::Data::from_foreign(ptr));
-            }
+            // SAFETY: The inode is ours; `iput` frees it and its data.
+            unsafe { bindings::iput(inode) };
             return Err(fail(ENOENT));
         }
         // SAFETY: `inode` and the mount are valid; `fops` lives as long as the module, which the
@@ -232,11 +345,10 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         let file = match file {
             Ok(file) => file,
             Err(e) => {
-                // SAFETY: Undo the above; the inode and the data were never shared.
+                // SAFETY: Undo the above; the inode was never shared.
                 unsafe {
                     bindings::module_put((*fops).owner);
                     bindings::iput(inode);
-                    drop(T::Data::from_foreign(ptr));
                 }
                 return Err(fail(e));
             }
@@ -246,7 +358,6 @@ impl<T: AnonFileOperations> PseudoFs<T> {
             (*file).f_mode |=
                 bindings::FMODE_LSEEK | bindings::FMODE_PREAD | bindings::FMODE_PWRITE;
             (*file).f_flags |= bindings::O_LARGEFILE;
-            (*file).private_data = ptr;
         }
         let raw = fd.reserved_fd();
         // SAFETY: `alloc_file_pseudo` returned a new file with one reference, which we own, and
@@ -259,8 +370,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
 /// The operations of an anonymous file.
 #[vtable]
 pub trait AnonFileOperations: Sized + 'static {
-    /// The private data of each file.
-    type Data: ForeignOwnable + Send + Sync;
+    /// The data of each file, kept in its inode ([`AnonInode`]) and dropped with it.
+    type Data: Send + Sync + 'static;
 
     /// Sets up the page cache of a new file, before anyone can reach it (for example
     /// [`NewAddressSpace::set_inaccessible`]).
@@ -268,23 +379,21 @@ pub trait AnonFileOperations: Sized + 'static {
         let _ = mapping;
     }
 
-    /// Called when the last reference to the file is gone; the data is handed back.
-    fn release(data: Self::Data, mapping: &AddressSpace) {
+    /// Called when the last reference to the file is gone.  The data is dropped when the inode
+    /// is, right after.
+    fn release(data: &Self::Data, mapping: &AddressSpace) {
         let _ = (data, mapping);
     }
 
     /// Maps the file; `area` lets the driver install its VMA operations.
-    fn mmap(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
-        area: &MmapArea<'_, Self>,
-    ) -> Result {
+    fn mmap(data: &Self::Data, area: &MmapArea<'_, Self>) -> Result {
         let _ = (data, area);
         Err(ENODEV)
     }
 
     /// Reads from the file at `*pos`, advancing it.
     fn read_iter(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        data: &Self::Data,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterDest<'_>,
@@ -298,7 +407,7 @@ pub trait AnonFileOperations: Sized + 'static {
     /// The write has passed `generic_write_checks()` (`O_APPEND`, `RLIMIT_FSIZE`, the largest
     /// file size) and is not empty.
     fn write_iter(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        data: &Self::Data,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterSource<'_>,
@@ -309,7 +418,7 @@ pub trait AnonFileOperations: Sized + 'static {
 
     /// `fallocate()`: `mode` is the `FALLOC_FL_*` mask.
     fn fallocate(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        data: &Self::Data,
         mapping: &AddressSpace,
         mode: i32,
         offset: i64,
@@ -464,8 +573,7 @@ impl<T: AnonFileOperations> Drop for DeviceRegistration<T> {
 /// # Invariants
 ///
 /// `vma` is being set up by `->mmap` of a file created by [`PseudoFs::<T>::create_file`], so
-/// the file's `private_data` and its inode's `i_private` hold the same `T::Data` pointer until
-/// release.
+/// the file's inode is an [`AnonInode<T::Data>`] holding the file's data.
 pub struct MmapArea<'a, T> {
     vma: &'a VmaNew,
     _p: PhantomData<T>,
@@ -479,8 +587,8 @@ impl<T: AnonFileOperations> MmapArea<'_, T> {
 
     /// Makes `V` the VMA operations, with its userfaultfd operations.
     pub fn set_vm_ops_uffd<V: UffdOperations<Data = T::Data>>(&self) {
-        // SAFETY: By the type invariant the file data is a `T::Data`, which is `V::Data`, and is
-        // also in the inode's `i_private` for as long as the file exists.
+        // SAFETY: By the type invariant the file's inode is an `AnonInode<T::Data>` holding the
+        // data, and `T::Data` is `V::Data`.
         unsafe { self.vma.set_vm_ops_uffd::<V>() };
     }
 }
@@ -501,8 +609,8 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     /// Called by the VFS as `release` of a file created by [`PseudoFs::create_file`], on its
     /// last reference.
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-        // SAFETY: The release call owns the private data; it came from `into_foreign`.
-        let data = unsafe { T::Data::from_foreign((*file).private_data) };
+        // SAFETY: The file, and so its inode, is valid until this returns.
+        let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
         // SAFETY: The file is valid.
         T::release(data, unsafe { Self::mapping(file) });
         // SAFETY: The file was created by `create_file`, which gave it a pin; `__fput()` still
@@ -519,8 +627,8 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         file: *mut bindings::file,
         vma: *mut bindings::vm_area_struct,
     ) -> c_int {
-        // SAFETY: The file is open, so its private data is alive.
-        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: The file is open, so its inode is alive.
+        let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
         // INVARIANT: The VMA is being set up by `->mmap` of a file of `T`.
         let area = MmapArea::<T> {
             // SAFETY: The VMA is being set up by `->mmap`.
@@ -542,8 +650,8 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     ) -> isize {
         // SAFETY: `kiocb` is valid and its file is open.
         let file = unsafe { (*kiocb).ki_filp };
-        // SAFETY: As above.
-        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: As above, the file's inode is alive.
+        let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
         // SAFETY: `iter` is a valid destination iterator.
         let iov = unsafe { IovIterDest::from_raw(iter) };
         // SAFETY: We have exclusive access to `ki_pos` for this call.
@@ -564,8 +672,8 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     ) -> isize {
         // SAFETY: `kiocb` is valid and its file is open.
         let file = unsafe { (*kiocb).ki_filp };
-        // SAFETY: As above.
-        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: As above, the file's inode is alive.
+        let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
         // SAFETY: `kiocb` and `iter` are valid; this applies `O_APPEND` to `ki_pos` and clamps
         // the iterator to the size limits, sending `SIGXFSZ` as `write()` does.
         let ret = unsafe { bindings::generic_write_checks(kiocb, iter) };
@@ -592,8 +700,8 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         offset: bindings::loff_t,
         len: bindings::loff_t,
     ) -> c_long {
-        // SAFETY: The file is open, so its private data is alive.
-        let data = unsafe { T::Data::borrow((*file).private_data) };
+        // SAFETY: The file is open, so its inode is alive.
+        let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
         // SAFETY: The file is valid.
         match T::fallocate(data, unsafe { Self::mapping(file) }, mode, offset, len) {
             Ok(()) => 0,
@@ -634,6 +742,14 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
         // writes of the page fail instead, until a hole punch removes it.
         0
     }
+
+    const SOPS: bindings::super_operations = bindings::super_operations {
+        alloc_inode: Some(AnonInode::<T::Data>::alloc_inode),
+        destroy_inode: Some(AnonInode::<T::Data>::destroy_inode),
+        free_inode: Some(AnonInode::<T::Data>::free_inode),
+        statfs: Some(bindings::simple_statfs),
+        ..pin_init::zeroed()
+    };
 
     const IOPS: bindings::inode_operations = bindings::inode_operations {
         setattr: Some(Self::setattr),

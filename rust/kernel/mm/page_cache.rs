@@ -45,6 +45,20 @@ impl AddressSpace {
         self.0.get()
     }
 
+    /// Returns the size in bytes of the file this page cache belongs to (`i_size_read()` of
+    /// its host inode).
+    #[inline]
+    pub fn size(&self) -> i64 {
+        // SAFETY: The mapping is valid, and so is the inode that owns it.
+        unsafe { bindings::i_size_read((*self.as_ptr()).host) }
+    }
+
+    /// Returns the size of the file in pages, rounded up.
+    #[inline]
+    pub fn nr_pages(&self) -> usize {
+        (self.size() as u64).div_ceil(crate::page::PAGE_SIZE as u64) as usize
+    }
+
     /// Looks up the folio at `index` and returns it locked, or `None` if there is none.
     ///
     /// A folio that is truncated while its lock is being taken is not returned.

@@ -4,8 +4,8 @@
 //!
 //! A driver whose file can be mapped implements [`VmOperations`] (the `->fault` handler) and,
 //! to let userfaultfd fill its memory with `UFFDIO_COPY`, `UFFDIO_ZEROPAGE` and
-//! `UFFDIO_CONTINUE`, [`UffdOperations`] (`struct vm_uffd_ops`).  Both receive the private data
-//! of the file the VMA maps.
+//! `UFFDIO_CONTINUE`, [`UffdOperations`] (`struct vm_uffd_ops`).  Both receive the data of the
+//! file the VMA maps, kept in its inode ([`AnonInode`]).
 //!
 //! A fault handler may ask core mm to raise a userfault on its behalf by returning
 //! [`FaultResult::UffdMissing`] or [`FaultResult::UffdMinor`]; core mm then calls
@@ -18,6 +18,7 @@ use crate::{
     alloc::Flags,
     bindings,
     error::{code::*, Result, VTABLE_DEFAULT_ERROR},
+    fs::anon_file::AnonInode,
     mm::{
         folio::{LockedFolio, NewFolio},
         page_cache::AddressSpace,
@@ -25,7 +26,7 @@ use crate::{
     },
     prelude::*,
     sync::aref::ARef,
-    types::{ForeignOwnable, Opaque},
+    types::Opaque,
 };
 use core::{marker::PhantomData, ops::Deref, ptr::NonNull};
 
@@ -99,8 +100,8 @@ pub enum FaultResult {
 /// The operations of the VMAs that map a file.
 #[vtable]
 pub trait VmOperations: Sized + 'static {
-    /// The private data of the mapped file.
-    type Data: ForeignOwnable + Send + Sync;
+    /// The data of the mapped file, kept in its inode ([`AnonInode`]).
+    type Data: Send + Sync + 'static;
 
     /// Returns whether core mm may map the up-to-date folios of the file's page cache without
     /// calling [`VmOperations::fault`], as it does for page-cache backed files and shmem
@@ -115,16 +116,12 @@ pub trait VmOperations: Sized + 'static {
     /// Implementing this, even to return `false`, also tells core mm that `fault` does not need
     /// the mmap lock: it is then called under the per-VMA lock, where without it core mm
     /// retries every fault under the mmap lock (`vmf_can_call_fault()`).
-    fn may_map_pages(_data: <Self::Data as ForeignOwnable>::Borrowed<'_>) -> bool {
+    fn may_map_pages(_data: &Self::Data) -> bool {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Handles a page fault in a VMA mapping the file.
-    fn fault(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
-        mapping: &AddressSpace,
-        vmf: &VmFault,
-    ) -> FaultResult;
+    fn fault(data: &Self::Data, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult;
 }
 
 /// userfaultfd support for the VMAs of a file (`struct vm_uffd_ops`).
@@ -135,11 +132,7 @@ pub trait UffdOperations: VmOperations {
     ///
     /// Core mm does not ask when the only mode is `VM_UFFD_WP` and the userfaultfd has
     /// `UFFD_FEATURE_WP_ASYNC`: it allows that for every VMA.
-    fn can_userfault(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
-        vma: &VmaRef,
-        flags: vm_flags_t,
-    ) -> bool;
+    fn can_userfault(data: &Self::Data, vma: &VmaRef, flags: vm_flags_t) -> bool;
 
     /// Returns the up-to-date folio at `pgoff`, locked, for `UFFDIO_CONTINUE`.
     ///
@@ -147,18 +140,14 @@ pub trait UffdOperations: VmOperations {
     /// up to date) is dropped and `UFFDIO_CONTINUE` fails with `EFAULT`.  Core mm fails it with
     /// `EIO` if the page is poisoned.
     fn get_folio_noalloc(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        data: &Self::Data,
         mapping: &AddressSpace,
         pgoff: usize,
     ) -> Result<LockedFolio>;
 
     /// Allocates a folio for `addr` in `vma`, to be filled by `UFFDIO_COPY` or
     /// `UFFDIO_ZEROPAGE`.
-    fn alloc_folio(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
-        vma: &VmaRef,
-        addr: usize,
-    ) -> Result<NewFolio>;
+    fn alloc_folio(data: &Self::Data, vma: &VmaRef, addr: usize) -> Result<NewFolio>;
 
     /// Adds a folio returned by [`UffdOperations::alloc_folio`], now filled and up to date, to
     /// the page cache at the offset of `addr`, with [`UffdNewFolio::add`].
@@ -166,7 +155,7 @@ pub trait UffdOperations: VmOperations {
     /// The folio can only be added by that call, which is what lets core mm map it: returning
     /// `Ok` is only possible with the [`UffdFolioAdded`] it returns.
     fn filemap_add<'a>(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
+        data: &Self::Data,
         mapping: &AddressSpace,
         folio: UffdNewFolio<'a>,
         vma: &VmaRef,
@@ -174,12 +163,7 @@ pub trait UffdOperations: VmOperations {
     ) -> Result<UffdFolioAdded<'a>>;
 
     /// Undoes [`UffdOperations::filemap_add`] when the folio could not be mapped.
-    fn filemap_remove(
-        data: <Self::Data as ForeignOwnable>::Borrowed<'_>,
-        mapping: &AddressSpace,
-        folio: &LockedFolio,
-        vma: &VmaRef,
-    );
+    fn filemap_remove(data: &Self::Data, mapping: &AddressSpace, folio: &LockedFolio, vma: &VmaRef);
 }
 
 /// Where [`UffdOperations::filemap_add`]'s folio is: owned by the caller of the callback
@@ -247,21 +231,21 @@ impl Deref for UffdFolioAdded<'_> {
     }
 }
 
-/// Borrows the private data and the page cache of the file that `vma` maps.
+/// Borrows the data and the page cache of the file that `vma` maps.
 ///
 /// # Safety
 ///
-/// `vma` must be valid and map a file whose `private_data` was made by
-/// `T::Data::into_foreign` and is released no earlier than the file.
+/// `vma` must be valid and map a file whose inode is an [`AnonInode<T::Data>`] holding its
+/// data.
 unsafe fn vma_data<'a, T: VmOperations>(
     vma: *const bindings::vm_area_struct,
-) -> (<T::Data as ForeignOwnable>::Borrowed<'a>, &'a AddressSpace) {
-    // SAFETY: The VMA holds a reference on its file, so the file, its mapping and its private
+) -> (&'a T::Data, &'a AddressSpace) {
+    // SAFETY: The VMA holds a reference on its file, so the file, its inode and mapping, and the
     // data outlive the VMA operation in progress.
     unsafe {
         let file = (*vma).vm_file;
         (
-            T::Data::borrow((*file).private_data),
+            AnonInode::<T::Data>::data((*file).f_inode),
             AddressSpace::from_raw((*file).f_mapping),
         )
     }
@@ -364,11 +348,11 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         inode: *mut bindings::inode,
         pgoff: c_ulong,
     ) -> *mut bindings::folio {
-        // SAFETY: The inode belongs to the file of a locked VMA set up by `set_vm_ops_uffd`;
-        // `i_private` holds the same data as the file (see `set_vm_ops_uffd`).
+        // SAFETY: The inode belongs to the file of a locked VMA set up by `set_vm_ops_uffd`, so
+        // it is an `AnonInode<T::Data>` holding the data, alive while the VMA is.
         let (data, mapping) = unsafe {
             (
-                T::Data::borrow((*inode).i_private),
+                AnonInode::<T::Data>::data(inode),
                 AddressSpace::from_raw((*inode).i_mapping),
             )
         };
@@ -491,8 +475,8 @@ impl VmaNew {
     ///
     /// # Safety
     ///
-    /// The `private_data` of the file this VMA maps must have been made by
-    /// `T::Data::into_foreign` and be released no earlier than the file.
+    /// The inode of the file this VMA maps must be an [`AnonInode<T::Data>`] holding its data
+    /// (a file of a [`PseudoFs`](crate::fs::anon_file::PseudoFs) whose data is `T::Data`).
     pub unsafe fn set_vm_ops<T: VmOperations>(&self) {
         // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
         unsafe { (*self.as_ptr()).vm_ops = &VmOpsTable::<T>::VTABLE };
@@ -502,8 +486,7 @@ impl VmaNew {
     ///
     /// # Safety
     ///
-    /// As for [`VmaNew::set_vm_ops`]; in addition the `i_private` of the file's inode must
-    /// hold the same pointer as the file's `private_data` for as long as the file exists.
+    /// As for [`VmaNew::set_vm_ops`].
     pub unsafe fn set_vm_ops_uffd<T: UffdOperations>(&self) {
         // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
         unsafe { (*self.as_ptr()).vm_ops = &UffdOpsTable::<T>::VTABLE };
