@@ -49,7 +49,6 @@ if [ ! -f "$out/.config" ]; then
 		arch/x86/configs/x86_64_defconfig kernel/configs/kvm_guest.config \
 		"$TOP/config/base.config") >>"$log" 2>&1 || die "config failed; see $log"
 fi
-[ -d "$TOP/rust" ] && [ -n "$(ls -A "$TOP/rust")" ] && tc rsync -rc "$TOP/rust/" "$wt/rust/"
 
 build_prefix() { # N: build the worktree as it is, with N patches applied
 	local s

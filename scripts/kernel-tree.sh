@@ -1,7 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Bring the kernel git tree in the cache to pristine 7.2.13 + patches/ +
-# rust/, touching only the files that change (so builds stay incremental).
+# Bring the kernel git tree in the cache to pristine 7.2.13 + patches/,
+# touching only the files that change (so builds stay incremental).
+# patches/ is the one source of what enters the tree, our Rust files
+# included; rust/ in the repository is a mirror of those files that
+# "make export-patches" writes, and this checks it is not stale.
 #
 # The tree is a normal git repository: a developer may edit and commit in
 # it ("make kernel-tree"), then "make export-patches" writes the series
@@ -53,7 +56,15 @@ else
 	say "kernel tree: series applied, HEAD $(git log --oneline -1)"
 fi
 
-# Our own new files for the kernel crate.  Only changed files are written.
-if [ -d "$TOP/rust" ] && [ -n "$(ls -A "$TOP/rust")" ]; then
-	tc rsync -rc "$TOP/rust/" "$SRC/rust/"
+# rust/ mirrors the files the series adds under rust/ (rust_mirror_diff in
+# lib.sh).  A difference while the tree holds the series as exported means
+# rust/ was edited by hand: say where the edit belongs instead of
+# building without it.
+if [ "$(git rev-parse HEAD)" = "$(cut -d' ' -f2 "$state")" ] &&
+	[ -z "$(git status --porcelain --untracked-files=no)" ]; then
+	if stale=$(rust_mirror_diff); [ -n "$stale" ]; then
+		die "rust/ differs from what patches/ adds ($stale). rust/ is written by 'make export-patches': make the change in $SRC (make kernel-tree), commit it there, then export."
+	fi
+else
+	say "kernel tree: rust/ will be rewritten from the tree by 'make export-patches'"
 fi

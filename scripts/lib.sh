@@ -75,3 +75,21 @@ tc() {
 	*) die "no toolchain prepared: run scripts/toolchain.sh (make toolchain)" ;;
 	esac
 }
+
+# The files the series adds under rust/ (the kernel crate), as the kernel
+# tree $SRC holds them at HEAD.
+series_rust_files() {
+	git -C "$SRC" diff --name-only --diff-filter=A pristine HEAD -- rust/ | sort
+}
+
+# Print the first difference between $TOP/rust and the Rust files the
+# series adds (nothing if the mirror is exact).
+rust_mirror_diff() {
+	local f have want
+	want=$(series_rust_files)
+	have=$(cd "$TOP" && find rust -type f 2>/dev/null | sort)
+	[ "$have" = "$want" ] || { echo "the file lists differ"; return; }
+	for f in $want; do
+		cmp -s "$TOP/$f" "$SRC/$f" || { echo "$f"; return; }
+	done
+}
