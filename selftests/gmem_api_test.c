@@ -88,12 +88,6 @@ static void __attribute__((constructor)) init_globals(void)
 	rbuf = calloc(SCRATCH_PAGES, page_size);
 }
 
-/* The result of a libc call, or -errno when it failed. */
-static long err_of(long ret)
-{
-	return ret < 0 ? -errno : ret;
-}
-
 static long long file_size(int fd)
 {
 	struct stat st;

@@ -65,11 +65,6 @@ FIXTURE_TEARDOWN(compat)
 		close(self->dev);
 }
 
-static long err_of(long ret)
-{
-	return ret < 0 ? -errno : ret;
-}
-
 /* The device's compat_ioctl: the creation ioctl and its errnos. */
 TEST(device_ioctls)
 {

@@ -123,29 +123,9 @@ static void __attribute__((constructor)) init_page_size(void)
 	page_size = sysconf(_SC_PAGESIZE);
 }
 
-static long err_of(long ret)
-{
-	return ret < 0 ? -errno : ret;
-}
-
 static void *page_of(const struct uffd_msg *msg)
 {
 	return (void *)(unsigned long)(msg->arg.pagefault.address & ~((__u64)page_size - 1));
-}
-
-/* pread()/pwrite() of one page at @off: 0, -EIO (short) or -errno. */
-static int read_page(int fd, char *buf, long off)
-{
-	ssize_t n = pread(fd, buf, page_size, off);
-
-	return n == page_size ? 0 : n < 0 ? -errno : -EIO;
-}
-
-static int write_page(int fd, const char *buf, long off)
-{
-	ssize_t n = pwrite(fd, buf, page_size, off);
-
-	return n == page_size ? 0 : n < 0 ? -errno : -EIO;
 }
 
 static long long file_size(int fd)
@@ -223,13 +203,6 @@ static int copy_page(int uffd, void *dst, const void *src)
 	return fill_page(uffd, UFFDIO_COPY, dst, src, NULL);
 }
 
-static int wake_page(int uffd, void *dst)
-{
-	struct uffdio_range range = { .start = (unsigned long)dst, .len = page_size };
-
-	return ioctl(uffd, UFFDIO_WAKE, &range) ? -errno : 0;
-}
-
 /* No message is waiting on @uffd. */
 static bool no_event(int uffd)
 {
@@ -304,7 +277,7 @@ static void *server_fn(void *arg)
 		page = page_of(&msg);
 		ret = copy_page(s->uffd, page, s->src + (page - s->base));
 		if (ret == -EEXIST)
-			ret = wake_page(s->uffd, page);
+			ret = uffd_wake(s->uffd, page);
 		if (ret) {
 			s->err = ret;
 			break;
@@ -1112,7 +1085,7 @@ static void pending_fault_flow(struct __test_metadata *_metadata, struct _test_d
 		if (folios >= 0)
 			EXPECT_EQ(folios, gmem_counter("folios"))
 				TH_LOG("the failed copy left a page");
-		EXPECT_EQ(0, wake_page(uffd, fault));
+		EXPECT_EQ(0, uffd_wake(uffd, fault));
 		ASSERT_EQ(0, toucher_join(&t, JOIN_TIMEOUT_S))
 			TH_LOG("UFFDIO_WAKE did not wake the thread");
 		EXPECT_EQ(SIGSEGV, t.sig);

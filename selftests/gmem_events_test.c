@@ -113,28 +113,6 @@ static int uffd_continue(int uffd, void *dst, __u64 mode)
 	return cont.mapped == page_size ? 0 : -EIO;
 }
 
-static int uffd_wake(int uffd, void *dst)
-{
-	struct uffdio_range range = { .start = (unsigned long)dst, .len = page_size };
-
-	return ioctl(uffd, UFFDIO_WAKE, &range) ? -errno : 0;
-}
-
-/* pread() of one page at @off into @buf: 0, -EIO (short) or -errno. */
-static int read_page(int fd, char *buf, long off)
-{
-	ssize_t n = pread(fd, buf, page_size, off);
-
-	return n == page_size ? 0 : n < 0 ? -errno : -EIO;
-}
-
-static int write_page(int fd, const char *buf, long off)
-{
-	ssize_t n = pwrite(fd, buf, page_size, off);
-
-	return n == page_size ? 0 : n < 0 ? -errno : -EIO;
-}
-
 /* Wait until @t sleeps in its userfault: 0, or -ETIMEDOUT. */
 static int wait_asleep(struct toucher *t)
 {

@@ -87,12 +87,6 @@ static void __attribute__((constructor)) init_globals(void)
 	reclaim_pages = env_ulong("GMEM_RECLAIM_MIB", 2, 1, 1024) * (1 << 20) / page_size;
 }
 
-/* The result of a libc call, or -errno when it failed. */
-static long err_of(long ret)
-{
-	return ret < 0 ? -errno : ret;
-}
-
 enum backend { GMEM, MEMFD };
 
 /* The file under test, and what is needed to check it afterwards. */

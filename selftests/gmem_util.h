@@ -554,6 +554,39 @@ static inline void toucher_free(struct toucher *t)
 	t->seen = NULL;
 }
 
+/* The result of a libc call, or -errno when it failed. */
+static inline long err_of(long ret)
+{
+	return ret < 0 ? -errno : ret;
+}
+
+/* pread()/pwrite() of one page at @off: 0, -EIO (short) or -errno. */
+static inline int read_page(int fd, char *buf, off_t off)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	ssize_t n = pread(fd, buf, ps, off);
+
+	return n == ps ? 0 : n < 0 ? -errno : -EIO;
+}
+
+static inline int write_page(int fd, const char *buf, off_t off)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	ssize_t n = pwrite(fd, buf, ps, off);
+
+	return n == ps ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/* UFFDIO_WAKE of the one page at @dst: 0 or -errno. */
+static inline int uffd_wake(int uffd, void *dst)
+{
+	struct uffdio_range range = {
+		.start = (unsigned long)dst, .len = sysconf(_SC_PAGESIZE),
+	};
+
+	return ioctl(uffd, UFFDIO_WAKE, &range) ? -errno : 0;
+}
+
 /* Write the string @val to the file @path (sysfs, procfs, cgroupfs): 0 or -errno. */
 static inline int write_str(const char *path, const char *val)
 {
