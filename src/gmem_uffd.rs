@@ -235,7 +235,7 @@ impl AnonFileOperations for Gmem {
 
     fn release(_data: &Gmem, mapping: &AddressSpace) {
         // No mapping is left (each holds the file): free every folio now.
-        mapping.truncate_range(0, -1);
+        mapping.invalidate_lock().truncate_range(..);
         FILES.add(-1, Relaxed);
     }
 
@@ -364,9 +364,10 @@ impl AnonFileOperations for Gmem {
             return Err(EINVAL);
         }
         if punch {
-            let _inval = mapping.invalidate_lock();
             // Unmaps the range from every mapping and frees its folios.
-            mapping.truncate_range(offset, end - 1);
+            mapping
+                .invalidate_lock()
+                .truncate_range(offset as u64..end as u64);
             return Ok(());
         }
         for index in (offset / page) as usize..(end / page) as usize {

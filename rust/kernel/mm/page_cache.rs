@@ -12,7 +12,10 @@ use crate::{
     sync::aref::ARef,
     types::{NotThreadSafe, Opaque},
 };
-use core::{ops::Deref, ptr::NonNull};
+use core::{
+    ops::{Bound, Deref, RangeBounds},
+    ptr::NonNull,
+};
 
 /// The page cache of an inode.
 ///
@@ -138,69 +141,105 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Unmaps and removes the folios covering bytes `start..=end` from the page cache; an `end`
-    /// of `-1` means the end of the file.
-    ///
-    /// Pages partially covered are zeroed in the covered part.  The caller should hold the
-    /// invalidate lock (see [`AddressSpace::invalidate_lock`]) so that faults do not bring pages
-    /// back in the meantime.
-    pub fn truncate_range(&self, start: i64, end: i64) {
-        // SAFETY: The mapping is valid; this may sleep.
-        unsafe {
-            bindings::truncate_inode_pages_range(self.as_ptr(), start, end as bindings::uoff_t)
-        };
-    }
-
     /// Takes the invalidate lock for writing; it excludes page cache population by faults,
-    /// fallocate and writes (which take it for reading) while folios are removed.
+    /// fallocate and writes (which take it for reading) while folios are removed.  The guard
+    /// is what [`InvalidateGuard::truncate_range`] requires.
     pub fn invalidate_lock(&self) -> InvalidateGuard<'_> {
         // SAFETY: The mapping is valid.
         unsafe { bindings::down_write(&raw mut (*self.as_ptr()).invalidate_lock) };
+        // INVARIANT: Held for writing by the current task.
         InvalidateGuard {
             mapping: self,
-            shared: false,
             _not_send: NotThreadSafe,
         }
     }
 
-    /// Takes the invalidate lock for reading.
-    pub fn invalidate_lock_shared(&self) -> InvalidateGuard<'_> {
+    /// Takes the invalidate lock for reading, as a path that adds folios to the page cache
+    /// does.
+    pub fn invalidate_lock_shared(&self) -> InvalidateSharedGuard<'_> {
         // SAFETY: The mapping is valid.
         unsafe { bindings::down_read(&raw mut (*self.as_ptr()).invalidate_lock) };
-        InvalidateGuard {
+        // INVARIANT: Held for reading by the current task.
+        InvalidateSharedGuard {
             mapping: self,
-            shared: true,
             _not_send: NotThreadSafe,
         }
     }
 }
 
-/// The invalidate lock of an [`AddressSpace`], released on drop.
+/// The invalidate lock of an [`AddressSpace`] held for writing, released on drop.
 ///
 /// It is neither [`Send`] nor [`Sync`]: the lock is an rwsem, which the task that took it must
 /// release.
 ///
 /// # Invariants
 ///
-/// `mapping`'s invalidate lock is held by the current task, for reading if `shared`, else for
-/// writing.
+/// `mapping`'s invalidate lock is held for writing by the current task.
 pub struct InvalidateGuard<'a> {
     mapping: &'a AddressSpace,
-    shared: bool,
     _not_send: NotThreadSafe,
+}
+
+impl InvalidateGuard<'_> {
+    /// Unmaps and removes the folios covering the byte range `range` of the file from the page
+    /// cache; an unbounded end means the end of the file.
+    ///
+    /// Pages partially covered are zeroed in the covered part.  Holding the invalidate lock
+    /// for writing (`self`) keeps faults from bringing pages back in the meantime.
+    pub fn truncate_range(&self, range: impl RangeBounds<u64>) {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        // The last byte, inclusive; `u64::MAX` is "to the end" for the C function.
+        let last = match range.end_bound() {
+            Bound::Included(&e) => e,
+            Bound::Excluded(&0) => return,
+            Bound::Excluded(&e) => e - 1,
+            Bound::Unbounded => u64::MAX,
+        };
+        if last < start {
+            return;
+        }
+        // Beyond `loff_t`: nothing can be cached there.
+        let Ok(start) = i64::try_from(start) else {
+            return;
+        };
+        // SAFETY: The mapping is valid; this may sleep, which holding an rwsem allows.
+        unsafe {
+            bindings::truncate_inode_pages_range(
+                self.mapping.as_ptr(),
+                start,
+                last as bindings::uoff_t,
+            )
+        };
+    }
 }
 
 impl Drop for InvalidateGuard<'_> {
     fn drop(&mut self) {
-        let lock = self.mapping.as_ptr();
-        // SAFETY: By the type invariant we hold the lock in the recorded mode.
-        unsafe {
-            if self.shared {
-                bindings::up_read(&raw mut (*lock).invalidate_lock);
-            } else {
-                bindings::up_write(&raw mut (*lock).invalidate_lock);
-            }
-        }
+        // SAFETY: By the type invariant we hold the lock for writing.
+        unsafe { bindings::up_write(&raw mut (*self.mapping.as_ptr()).invalidate_lock) };
+    }
+}
+
+/// The invalidate lock of an [`AddressSpace`] held for reading, released on drop.
+///
+/// It is neither [`Send`] nor [`Sync`], as [`InvalidateGuard`].
+///
+/// # Invariants
+///
+/// `mapping`'s invalidate lock is held for reading by the current task.
+pub struct InvalidateSharedGuard<'a> {
+    mapping: &'a AddressSpace,
+    _not_send: NotThreadSafe,
+}
+
+impl Drop for InvalidateSharedGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we hold the lock for reading.
+        unsafe { bindings::up_read(&raw mut (*self.mapping.as_ptr()).invalidate_lock) };
     }
 }
 
