@@ -353,7 +353,7 @@ impl AnonFileOperations for Gmem {
         let punch = match mode {
             0 | KEEP_SIZE => false,
             m if m == PUNCH_HOLE | KEEP_SIZE => true,
-            _ => return Err(Error::from_errno(-(kernel::uapi::EOPNOTSUPP as i32))),
+            _ => return Err(EOPNOTSUPP),
         };
         let page = PAGE_SIZE as i64;
         if offset < 0 || len <= 0 || offset % page != 0 || len % page != 0 {

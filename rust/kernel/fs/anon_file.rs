@@ -25,7 +25,7 @@
 
 use crate::{
     bindings,
-    error::{code::*, from_err_ptr, Error, Result},
+    error::{code::*, from_err_ptr, Error, Result, VTABLE_DEFAULT_ERROR},
     fs::file::{File, FileDescriptorReservation},
     iov::{IovIterDest, IovIterSource},
     mm::{
@@ -386,46 +386,50 @@ pub trait AnonFileOperations: Sized + 'static {
     }
 
     /// Maps the file; `area` lets the driver install its VMA operations.
-    fn mmap(data: &Self::Data, area: &MmapArea<'_, Self>) -> Result {
-        let _ = (data, area);
-        Err(ENODEV)
+    ///
+    /// Without it the file has no `mmap` operation: `mmap()` fails with `ENODEV`.
+    fn mmap(_data: &Self::Data, _area: &MmapArea<'_, Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Reads from the file at `*pos`, advancing it.
+    ///
+    /// Without it the file has no `read_iter` operation: `read()` fails with `EINVAL`.
     fn read_iter(
-        data: &Self::Data,
-        mapping: &AddressSpace,
-        pos: &mut i64,
-        iov: &mut IovIterDest<'_>,
+        _data: &Self::Data,
+        _mapping: &AddressSpace,
+        _pos: &mut i64,
+        _iov: &mut IovIterDest<'_>,
     ) -> Result<usize> {
-        let _ = (data, mapping, pos, iov);
-        Err(EINVAL)
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Writes to the file at `*pos`, advancing it.
     ///
     /// The write has passed `generic_write_checks()` (`O_APPEND`, `RLIMIT_FSIZE`, the largest
-    /// file size) and is not empty.
+    /// file size) and is not empty.  Without it the file has no `write_iter` operation:
+    /// `write()` fails with `EINVAL`.
     fn write_iter(
-        data: &Self::Data,
-        mapping: &AddressSpace,
-        pos: &mut i64,
-        iov: &mut IovIterSource<'_>,
+        _data: &Self::Data,
+        _mapping: &AddressSpace,
+        _pos: &mut i64,
+        _iov: &mut IovIterSource<'_>,
     ) -> Result<usize> {
-        let _ = (data, mapping, pos, iov);
-        Err(EINVAL)
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// `fallocate()`: `mode` is the `FALLOC_FL_*` mask.
+    ///
+    /// Without it the file has no `fallocate` operation: `fallocate()` fails with
+    /// `EOPNOTSUPP`.
     fn fallocate(
-        data: &Self::Data,
-        mapping: &AddressSpace,
-        mode: i32,
-        offset: i64,
-        len: i64,
+        _data: &Self::Data,
+        _mapping: &AddressSpace,
+        _mode: i32,
+        _offset: i64,
+        _len: i64,
     ) -> Result {
-        let _ = (data, mapping, mode, offset, len);
-        Err(Error::from_errno(-(bindings::EOPNOTSUPP as c_int)))
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Called when a folio has left the page cache of a file and is about to be freed.
