@@ -15,12 +15,23 @@
 //! a folio only with that lock held, so it never sees a page being written.  A write to part
 //! of a new page fills the rest with zeros first.
 //!
+//! While the module is loaded (and its `kvm` parameter is not 0), it also serves
+//! `KVM_CREATE_GUEST_MEMFD` on every KVM VM: KVM binds those files to memslots
+//! (`KVM_MEM_GUEST_MEMFD`) and takes the guest's pages from them (`Backend::get_folio`).
+//!
 //! See `Documentation/guest_memfd.rst`.
 
 use kernel::{
     debugfs,
-    fs::anon_file::{AnonFileDevice, AnonFileOperations, DeviceRegistration, MmapArea, PseudoFs},
+    fs::{
+        anon_file::{
+            AnonFileDevice, AnonFileOperations, DeviceRegistration, MmapArea, PseudoFs,
+            ReleasingFile,
+        },
+        file::File,
+    },
     iov::{IovIterDest, IovIterSource},
+    kvm_gmem::{self, Backend, Kvm},
     mm::{
         folio::{fault_in_readable, FreeingFolio, LockedFolio, NewFolio},
         page_cache::{AddressSpace, NewAddressSpace},
@@ -31,7 +42,10 @@ use kernel::{
     },
     page::{PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
-    sync::atomic::{Atomic, Relaxed},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+    },
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -41,6 +55,12 @@ module! {
     authors: ["gmem-uffd developers"],
     description: "guest_memfd with userfaultfd MISSING and MINOR support",
     license: "GPL",
+    params: {
+        kvm: u8 {
+            default: 1,
+            description: "Serve KVM_CREATE_GUEST_MEMFD of every VM (0: leave it to KVM)",
+        },
+    },
 }
 
 /// `KVM_CREATE_GUEST_MEMFD`: `_IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)`.
@@ -72,9 +92,14 @@ static FOLIOS: Atomic<i64> = Atomic::new(0);
 static MISSING_EVENTS: Atomic<i64> = Atomic::new(0);
 /// `VM_FAULT_UFFD_MINOR` returned by the fault handler.
 static MINOR_EVENTS: Atomic<i64> = Atomic::new(0);
+/// Files created for KVM (`KVM_CREATE_GUEST_MEMFD` on a VM), ever.
+static KVM_FILES: Atomic<i64> = Atomic::new(0);
+/// Folios given to KVM for stage-2 faults, ever.
+static KVM_FOLIOS: Atomic<i64> = Atomic::new(0);
 
 #[pin_data]
 struct GmemUffdModule {
+    _kvm: Option<Pin<KBox<kvm_gmem::Registration<Gmem>>>>,
     _device: DeviceRegistration<Gmem>,
     _debugfs: debugfs::Dir,
     #[pin]
@@ -85,6 +110,10 @@ struct GmemUffdModule {
     _missing: debugfs::File<()>,
     #[pin]
     _minor: debugfs::File<()>,
+    #[pin]
+    _kvm_files: debugfs::File<()>,
+    #[pin]
+    _kvm_folios: debugfs::File<()>,
 }
 
 fn show_files(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -103,15 +132,33 @@ fn show_minor(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     writeln!(f, "{}", MINOR_EVENTS.load(Relaxed))
 }
 
+fn show_kvm_files(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", KVM_FILES.load(Relaxed))
+}
+
+fn show_kvm_folios(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "{}", KVM_FOLIOS.load(Relaxed))
+}
+
 impl kernel::InPlaceModule for GmemUffdModule {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let dir = debugfs::Dir::new(c"gmem_uffd");
         try_pin_init!(Self {
+            _kvm: if *module_parameters::kvm.value() != 0 {
+                Some(KBox::pin_init(
+                    kvm_gmem::Registration::register(module),
+                    GFP_KERNEL,
+                )?)
+            } else {
+                None
+            },
             _device: GMEM_DEV.register()?,
             _files <- dir.read_callback_file(c"files", (), &show_files),
             _folios <- dir.read_callback_file(c"folios", (), &show_folios),
             _missing <- dir.read_callback_file(c"missing_events", (), &show_missing),
             _minor <- dir.read_callback_file(c"minor_events", (), &show_minor),
+            _kvm_files <- dir.read_callback_file(c"kvm_files", (), &show_kvm_files),
+            _kvm_folios <- dir.read_callback_file(c"kvm_folios", (), &show_kvm_folios),
             _debugfs: dir,
         })
     }
@@ -160,11 +207,17 @@ fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedF
 ///
 /// A page with a hardware memory error fails with `EIO`, as shmem's do.
 fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+    let folio = lock_or_create_any(mapping, index)?;
+    if folio.is_hwpoison() {
+        return Err(EIO);
+    }
+    Ok(folio)
+}
+
+/// [`lock_or_create`], but a page with a hardware memory error is returned as it is.
+fn lock_or_create_any(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     loop {
         if let Some(folio) = mapping.lock_folio(index) {
-            if folio.is_hwpoison() {
-                return Err(EIO);
-            }
             return Ok(folio);
         }
         match insert(mapping, NewFolio::alloc(GMEM_GFP)?, index) {
@@ -233,9 +286,11 @@ impl AnonFileOperations for Gmem {
         }
     }
 
-    fn release(_data: &Gmem, mapping: &AddressSpace) {
+    fn release(_data: &Gmem, file: &ReleasingFile<'_>) {
+        // A file of a VM: its memslots lose it first.
+        kvm_gmem::release(file);
         // No mapping is left (each holds the file): free every folio now.
-        mapping.invalidate_lock().truncate_range(..);
+        file.mapping().invalidate_lock().truncate_range(..);
         FILES.add(-1, Relaxed);
     }
 
@@ -347,7 +402,14 @@ impl AnonFileOperations for Gmem {
         finish_io(pos, done, len)
     }
 
-    fn fallocate(_data: &Gmem, mapping: &AddressSpace, mode: i32, offset: i64, len: i64) -> Result {
+    fn fallocate(
+        _data: &Gmem,
+        file: &File,
+        mapping: &AddressSpace,
+        mode: i32,
+        offset: i64,
+        len: i64,
+    ) -> Result {
         const KEEP_SIZE: i32 = kernel::bindings::FALLOC_FL_KEEP_SIZE as i32;
         const PUNCH_HOLE: i32 = kernel::bindings::FALLOC_FL_PUNCH_HOLE as i32;
         let punch = match mode {
@@ -364,10 +426,12 @@ impl AnonFileOperations for Gmem {
             return Err(EINVAL);
         }
         if punch {
-            // Unmaps the range from every mapping and frees its folios.
-            mapping
-                .invalidate_lock()
-                .truncate_range(offset as u64..end as u64);
+            let pages = (offset / page) as usize..(end / page) as usize;
+            let guard = mapping.invalidate_lock();
+            // The guest loses the range first (a file of a VM), then every mapping; the folios
+            // are freed.
+            let _kvm = kvm_gmem::Invalidation::begin(file, &guard, pages)?;
+            guard.truncate_range(offset as u64..end as u64);
             return Ok(());
         }
         for index in (offset / page) as usize..(end / page) as usize {
@@ -514,5 +578,39 @@ impl UffdOperations for Gmem {
     fn filemap_remove(_data: &Gmem, mapping: &AddressSpace, folio: &LockedFolio, _vma: &VmaRef) {
         // Undoes `filemap_add`; `free_folio` adjusts the count.
         let _ = mapping.remove_folio(folio);
+    }
+}
+
+impl Backend for Gmem {
+    const FLAGS: u64 = FLAG_MMAP | FLAG_INIT_SHARED;
+
+    fn fs() -> &'static PseudoFs<Gmem> {
+        &GMEM_FS
+    }
+
+    fn create(_kvm: &Kvm, size: u64, flags: u64) -> Result<ARef<File>> {
+        // KVM has checked the flags, and that the size is a positive multiple of the page size.
+        if size > MAX_SIZE {
+            return Err(EINVAL);
+        }
+        let file = GMEM_FS.new_file(c"[gmem_uffd]", size as i64, Gmem { flags })?;
+        FILES.add(1, Relaxed);
+        KVM_FILES.add(1, Relaxed);
+        Ok(file)
+    }
+
+    fn get_folio(_data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+        // KVM asks only for pages of a memslot binding, which lies within the file.
+        if index >= mapping.nr_pages() {
+            return Err(EINVAL);
+        }
+        // No invalidate lock: KVM may hold it already (`kvm_gmem_populate`).  A hole punch
+        // racing with this is bracketed by a KVM invalidation, which makes KVM retry the fault.
+        let folio = lock_or_create_any(mapping, index)?;
+        if !folio.is_hwpoison() {
+            make_uptodate(&folio)?;
+        }
+        KVM_FOLIOS.add(1, Relaxed);
+        Ok(folio)
     }
 }

@@ -293,6 +293,15 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         fd_flags: u32,
     ) -> Result<u32> {
         let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
+        let file = self.new_file(name, size, data)?;
+        let raw = fd.reserved_fd();
+        fd.fd_install(file);
+        Ok(raw)
+    }
+
+    /// Creates a file named `name` of `size` bytes on a new inode that holds `data`, opened
+    /// `O_RDWR`, and returns it without installing it in any file table.
+    pub fn new_file(&'static self, name: &CStr, size: i64, data: T::Data) -> Result<ARef<File>> {
         let mnt = self.pin()?;
         // Gives up the pin just taken, on the error paths; on success it passes to the file.
         let fail = |e: Error| -> Error {
@@ -359,11 +368,41 @@ impl<T: AnonFileOperations> PseudoFs<T> {
                 bindings::FMODE_LSEEK | bindings::FMODE_PREAD | bindings::FMODE_PWRITE;
             (*file).f_flags |= bindings::O_LARGEFILE;
         }
-        let raw = fd.reserved_fd();
         // SAFETY: `alloc_file_pseudo` returned a new file with one reference, which we own, and
         // which has no `fdget_pos` users.
-        fd.fd_install(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) });
-        Ok(raw)
+        Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) })
+    }
+
+    /// The file operations of the files of this file system.
+    pub fn fops(&'static self) -> *const bindings::file_operations {
+        self.fops.get()
+    }
+}
+
+/// A file of a [`PseudoFs`] in its `release`: its last reference is gone.
+///
+/// It cannot be referenced again, which is why the operation gets this and not a
+/// [`File`] (whose reference could be taken).
+///
+/// # Invariants
+///
+/// `file` is a file created by [`PseudoFs::new_file`], being released by its `release`
+/// operation, valid for `'a`.
+pub struct ReleasingFile<'a> {
+    file: NonNull<bindings::file>,
+    _p: PhantomData<&'a ()>,
+}
+
+impl ReleasingFile<'_> {
+    /// The file's page cache.
+    pub fn mapping(&self) -> &AddressSpace {
+        // SAFETY: The file is valid (type invariant), and so is its mapping.
+        unsafe { AddressSpace::from_raw((*self.file.as_ptr()).f_mapping) }
+    }
+
+    /// The raw file.
+    pub fn as_ptr(&self) -> *mut bindings::file {
+        self.file.as_ptr()
     }
 }
 
@@ -381,8 +420,8 @@ pub trait AnonFileOperations: Sized + 'static {
 
     /// Called when the last reference to the file is gone.  The data is dropped when the inode
     /// is, right after.
-    fn release(data: &Self::Data, mapping: &AddressSpace) {
-        let _ = (data, mapping);
+    fn release(data: &Self::Data, file: &ReleasingFile<'_>) {
+        let _ = (data, file);
     }
 
     /// Maps the file; `area` lets the driver install its VMA operations.
@@ -424,6 +463,7 @@ pub trait AnonFileOperations: Sized + 'static {
     /// `EOPNOTSUPP`.
     fn fallocate(
         _data: &Self::Data,
+        _file: &File,
         _mapping: &AddressSpace,
         _mode: i32,
         _offset: i64,
@@ -615,8 +655,13 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: The file, and so its inode, is valid until this returns.
         let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
-        // SAFETY: The file is valid.
-        T::release(data, unsafe { Self::mapping(file) });
+        // INVARIANT: The file is being released, and valid until this returns.
+        let releasing = ReleasingFile {
+            // SAFETY: The VFS passes a valid file.
+            file: unsafe { NonNull::new_unchecked(file) },
+            _p: PhantomData,
+        };
+        T::release(data, &releasing);
         // SAFETY: The file was created by `create_file`, which gave it a pin; `__fput()` still
         // holds the file's own reference on the mount.
         unsafe { PseudoFs::<T>::of_file(file).unpin() };
@@ -706,8 +751,11 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     ) -> c_long {
         // SAFETY: The file is open, so its inode is alive.
         let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
+        // SAFETY: The VFS holds a reference to the file for the duration of the call.  The
+        // operation does not use the file position, so `fdget_pos` users race with nothing here.
+        let f = unsafe { File::from_raw_file(file) };
         // SAFETY: The file is valid.
-        match T::fallocate(data, unsafe { Self::mapping(file) }, mode, offset, len) {
+        match T::fallocate(data, f, unsafe { Self::mapping(file) }, mode, offset, len) {
             Ok(()) => 0,
             Err(e) => e.to_errno() as c_long,
         }

@@ -181,6 +181,11 @@ pub struct InvalidateGuard<'a> {
 }
 
 impl InvalidateGuard<'_> {
+    /// The mapping whose invalidate lock this is.
+    pub fn mapping(&self) -> &AddressSpace {
+        self.mapping
+    }
+
     /// Unmaps and removes the folios covering the byte range `range` of the file from the page
     /// cache; an unbounded end means the end of the file.
     ///
