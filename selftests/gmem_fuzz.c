@@ -17,7 +17,7 @@
  * A model keeps what every byte of every file must hold (zeros where never
  * written) and which pages exist in the file.  Every read is checked
  * against it, every return value against the EOF rules (pwrite at or past
- * EOF: ENOSPC; across it: short; pread there: 0 or short), every
+ * EOF: EINVAL; across it: short; pread there: 0 or short), every
  * userfault against the page's existence (MISSING only for an absent page,
  * MINOR only for a present one), UFFDIO_ZEROPAGE and UFFDIO_COPY against
  * it (EEXIST, or a partial count, where a page exists), and now and then
@@ -31,7 +31,7 @@
  * the operation's index, the file, the offset, expected and seen values,
  * and the last operations.  A watchdog thread turns a hang (a fault never
  * served) into a failure.  GMEM_TEST_MEMFD=1 runs the same operations on
- * sealed shmem memfds (EPERM instead of ENOSPC, no counters): a failure
+ * sealed shmem memfds (EPERM instead of EINVAL, no counters): a failure
  * there too is a bug of the fuzzer, not of the module.
  */
 #ifndef _GNU_SOURCE
@@ -246,7 +246,7 @@ static int fid(const struct ffile *f)
 static int eof_errno(void)
 {
 	/* A memfd sealed against growth says EPERM. */
-	return F.memfd ? EPERM : ENOSPC;
+	return F.memfd ? EPERM : EINVAL;
 }
 
 static int create_file(long size)
@@ -657,12 +657,21 @@ static void op_fallocate(struct ffile *f, bool punch)
 	bool bad = rnd(10) == 0 && !F.memfd;
 
 	if (bad) {
-		/* Unaligned, or across EOF: refused, nothing changes. */
-		if (rnd(2))
+		/*
+		 * Unaligned: refused, nothing changes.  Across EOF: an
+		 * allocation is refused; a hole punch frees the pages up to
+		 * EOF, as KVM's guest_memfd does.
+		 */
+		if (rnd(2)) {
 			off += 1 + rnd(F.page_size - 1);
-		else
+		} else {
 			len = f->size - off + F.page_size;
-		want = -EINVAL;
+			if (punch) {
+				bad = false;
+				n = f->pages - first;
+			}
+		}
+		want = bad ? -EINVAL : 0;
 	}
 	history("%s file %d (#%u) mode %#x off %ld len %ld", punch ? "punch_hole" : "fallocate",
 		fid(f), f->serial, mode, off, len);

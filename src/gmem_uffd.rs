@@ -248,6 +248,15 @@ fn make_uptodate(folio: &LockedFolio) -> Result {
 }
 
 impl Gmem {
+    /// `read()` and `write()` reach only memory the host may map (`GUEST_MEMFD_FLAG_MMAP`),
+    /// as in KVM's write() population: `ENODEV` otherwise.
+    fn host_access(&self) -> Result {
+        if self.flags & FLAG_MMAP == 0 {
+            return Err(ENODEV);
+        }
+        Ok(())
+    }
+
     fn create(fs: &'static PseudoFs<Gmem>, arg: usize) -> Result<isize> {
         let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64)
             .reader()
@@ -307,12 +316,13 @@ impl AnonFileOperations for Gmem {
     }
 
     fn read_iter(
-        _data: &Gmem,
+        data: &Gmem,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterDest<'_>,
     ) -> Result<usize> {
         static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+        data.host_access()?;
         let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
         let size = mapping.size() as u64;
         if start >= size {
@@ -342,15 +352,17 @@ impl AnonFileOperations for Gmem {
     }
 
     fn write_iter(
-        _data: &Gmem,
+        data: &Gmem,
         mapping: &AddressSpace,
         pos: &mut i64,
         iov: &mut IovIterSource<'_>,
     ) -> Result<usize> {
+        data.host_access()?;
         let start = u64::try_from(*pos).map_err(|_| EINVAL)?;
         let size = mapping.size() as u64;
+        // The size is fixed: as KVM's write() population, a write at or past the end is invalid.
         if start >= size {
-            return Err(ENOSPC);
+            return Err(EINVAL);
         }
         let len = core::cmp::min(iov.len() as u64, size - start) as usize;
         let mut done = 0;
@@ -422,10 +434,13 @@ impl AnonFileOperations for Gmem {
             return Err(EINVAL);
         }
         let end = offset.checked_add(len).ok_or(EINVAL)?;
-        if end > mapping.size() {
-            return Err(EINVAL);
-        }
         if punch {
+            // As KVM's guest_memfd: a hole may be punched anywhere; past the end there is
+            // nothing to remove.
+            let end = core::cmp::min(end, mapping.size());
+            if offset >= end {
+                return Ok(());
+            }
             let pages = (offset / page) as usize..(end / page) as usize;
             let guard = mapping.invalidate_lock();
             // The guest loses the range first (a file of a VM), then every mapping; the folios
@@ -433,6 +448,9 @@ impl AnonFileOperations for Gmem {
             let _kvm = kvm_gmem::Invalidation::begin(file, &guard, pages)?;
             guard.truncate_range(offset as u64..end as u64);
             return Ok(());
+        }
+        if end > mapping.size() {
+            return Err(EINVAL);
         }
         for index in (offset / page) as usize..(end / page) as usize {
             if kernel::current!().signal_pending() {
