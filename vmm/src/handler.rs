@@ -677,7 +677,7 @@ mod tests {
             };
             snapshot::save(path.to_str().unwrap(), 1, &state, &mem).unwrap();
             let snap = Arc::new(Snapshot::open(path.to_str().unwrap()).unwrap());
-            let mem = Arc::new(GuestMemory::new(Backend::Memfd, size).unwrap());
+            let mem = Arc::new(GuestMemory::new(Backend::Memfd, size, None).unwrap());
             let uffd = Arc::new(register(&mem, Backend::Memfd, mode).unwrap());
             let handler = Handler::spawn(uffd, mem.clone(), snap, mode, inject).unwrap();
             Some(Setup {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Guest memory: a guest_memfd file from /dev/guest_memfd (gmem_uffd.ko),
-//! or a memfd (shmem) for comparison, mapped MAP_SHARED.
+//! Guest memory: a guest_memfd file made by KVM_CREATE_GUEST_MEMFD on the
+//! VM (served by gmem_uffd.ko) or on /dev/guest_memfd, or a memfd (shmem)
+//! for comparison, mapped MAP_SHARED.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -9,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
 
 use kvm_bindings::{kvm_create_guest_memfd, KVMIO};
+use kvm_ioctls::VmFd;
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iowr_nr;
 
@@ -25,8 +27,12 @@ ioctl_iowr_nr!(KVM_CREATE_GUEST_MEMFD, KVMIO, 0xd4, kvm_create_guest_memfd);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// guest_memfd from /dev/guest_memfd.
+    /// guest_memfd from KVM_CREATE_GUEST_MEMFD on the VM, bound to the
+    /// memslot (KVM_MEM_GUEST_MEMFD): KVM takes vCPU faults from the file.
     Gmem,
+    /// guest_memfd from /dev/guest_memfd (no VM needed), a plain memslot
+    /// over its mapping.
+    GmemDev,
     /// memfd_create() (shmem), for comparison.
     Memfd,
 }
@@ -37,6 +43,7 @@ impl FromStr for Backend {
     fn from_str(s: &str) -> Result<Backend, UnknownName> {
         match s {
             "gmem" => Ok(Backend::Gmem),
+            "gmem-dev" => Ok(Backend::GmemDev),
             "memfd" | "shmem" => Ok(Backend::Memfd),
             _ => Err(UnknownName(s.into())),
         }
@@ -47,6 +54,7 @@ impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Backend::Gmem => "gmem",
+            Backend::GmemDev => "gmem-dev",
             Backend::Memfd => "memfd",
         })
     }
@@ -96,6 +104,21 @@ pub fn create_gmem(size: usize) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// `ioctl(vm, KVM_CREATE_GUEST_MEMFD, {size, MMAP | INIT_SHARED})`: a new
+/// guest_memfd file of `size` bytes that KVM can bind to the VM's memslots.
+pub fn create_vm_gmem(vm: &VmFd, size: usize) -> io::Result<File> {
+    let args = kvm_create_guest_memfd {
+        size: size as u64,
+        flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        ..Default::default()
+    };
+    let fd = vm
+        .create_guest_memfd(args)
+        .map_err(|e| io::Error::other(format!("KVM_CREATE_GUEST_MEMFD on the VM: {e}")))?;
+    // SAFETY: a new descriptor we own.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
 /// `memfd_create()` + `ftruncate()`: shmem of `size` bytes.
 pub fn create_memfd(size: usize) -> io::Result<File> {
     // SAFETY: a plain system call with a NUL-terminated name.
@@ -120,10 +143,14 @@ pub fn map_shared(fd: RawFd, size: usize, prot: i32) -> io::Result<*mut u8> {
 }
 
 impl GuestMemory {
-    pub fn new(backend: Backend, size: usize) -> io::Result<GuestMemory> {
-        let file = match backend {
-            Backend::Gmem => create_gmem(size)?,
-            Backend::Memfd => create_memfd(size)?,
+    /// New guest memory of `backend`; `vm` is the VM, which
+    /// `Backend::Gmem` needs (`None` for the others).
+    pub fn new(backend: Backend, size: usize, vm: Option<&VmFd>) -> io::Result<GuestMemory> {
+        let file = match (backend, vm) {
+            (Backend::Gmem, Some(vm)) => create_vm_gmem(vm, size)?,
+            (Backend::Gmem, None) => return Err(io::Error::other("the gmem backend needs the VM")),
+            (Backend::GmemDev, _) => create_gmem(size)?,
+            (Backend::Memfd, _) => create_memfd(size)?,
         };
         let addr = map_shared(file.as_raw_fd(), size, libc::PROT_READ | libc::PROT_WRITE)?;
         Ok(GuestMemory { file, addr, size })

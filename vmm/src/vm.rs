@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A VM with one vCPU over a guest memory mapping (kvm-ioctls).
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use std::os::fd::AsRawFd;
+
+use kvm_bindings::{kvm_userspace_memory_region2, KVM_MAX_CPUID_ENTRIES, KVM_MEM_GUEST_MEMFD};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::abi::{PORT_SNAPSHOT, PORT_VERDICT};
 use crate::error::{Context, Error, Result};
-use crate::memory::GuestMemory;
+use crate::memory::{Backend, GuestMemory};
 use crate::snapshot::VcpuState;
 
 /// Why the vCPU stopped.
@@ -25,35 +27,52 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// KVM_CREATE_VM, the guest memory as memory slot 0 at guest-physical 0
-    /// (KVM_SET_USER_MEMORY_REGION: a plain user memory region; KVM reaches
-    /// it with get_user_pages(), which raises userfaults like any access),
-    /// one vCPU with the CPUID KVM supports (long mode needs CPUID.LM).
-    pub fn new(mem: &GuestMemory) -> Result<Vm> {
+    /// KVM_CREATE_VM, `size` bytes of `backend` guest memory as memory
+    /// slot 0 at guest-physical 0, and one vCPU with the CPUID KVM supports
+    /// (long mode needs CPUID.LM).  The memslot is made with
+    /// KVM_SET_USER_MEMORY_REGION2: for `Backend::Gmem` bound to the file
+    /// KVM_CREATE_GUEST_MEMFD made on this VM (KVM_MEM_GUEST_MEMFD; KVM
+    /// takes vCPU faults from the file, and one on a page it does not hold
+    /// through the mapping, raising a userfault there), for the others a
+    /// plain user memory region (KVM reaches it with get_user_pages(),
+    /// which raises userfaults like any access).  `userspace_addr` is the
+    /// mapping either way: KVM's own accesses (KVM_TRANSLATE) go through it.
+    ///
+    /// The caller drops the VM before the memory.
+    pub fn new(backend: Backend, size: usize) -> Result<(Vm, GuestMemory)> {
         let kvm = Kvm::new().context("open /dev/kvm")?;
         let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
         // Needed on Intel only (real-mode TSS); harmless elsewhere.
         vm.set_tss_address(0xfffb_d000)
             .context("KVM_SET_TSS_ADDR")?;
-        let region = kvm_userspace_memory_region {
+        let mem = GuestMemory::new(backend, size, Some(&vm)).context("guest memory")?;
+        let mut region = kvm_userspace_memory_region2 {
             slot: 0,
-            flags: 0,
             guest_phys_addr: 0,
             memory_size: mem.size as u64,
             userspace_addr: mem.addr as u64,
+            ..Default::default()
         };
+        if backend == Backend::Gmem {
+            region.flags = KVM_MEM_GUEST_MEMFD;
+            region.guest_memfd = mem.file.as_raw_fd() as u32;
+            region.guest_memfd_offset = 0;
+        }
         // SAFETY: the mapping outlives the VM (the caller drops the VM first).
-        unsafe { vm.set_user_memory_region(region) }.context("KVM_SET_USER_MEMORY_REGION")?;
+        unsafe { vm.set_user_memory_region2(region) }.context("KVM_SET_USER_MEMORY_REGION2")?;
         let vcpu = vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .context("KVM_GET_SUPPORTED_CPUID")?;
         vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
-        Ok(Vm {
-            _kvm: kvm,
-            _vm: vm,
-            vcpu,
-        })
+        Ok((
+            Vm {
+                _kvm: kvm,
+                _vm: vm,
+                vcpu,
+            },
+            mem,
+        ))
     }
 
     pub fn set_state(&self, s: &VcpuState) -> Result<()> {
