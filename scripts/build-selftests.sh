@@ -5,8 +5,10 @@
 # $CACHE/selftests-bin/:
 #
 #   tools/testing/selftests/mm:  uffd-unit-tests, uffd-stress
-#   tools/testing/selftests/kvm: guest_memfd_test
+#   tools/testing/selftests/kvm: the KVM_TESTS below, unmodified
 #   selftests/*.c (ours):        one program each
+#   selftests/kvm/*.c (ours):    one program each, built by the kvm
+#                                Makefile with its library (kvm_util)
 #
 # The mm tests are built from a copy of their sources with
 # selftests/uffd-guest_memfd.patch applied (the guest_memfd memory type of
@@ -131,6 +133,34 @@ build_mm() {
 		fail "mm selftests build failed"
 }
 
+# The kernel's KVM selftests that exercise guest_memfd.
+KVM_TESTS=(guest_memfd_test set_memory_region_test pre_fault_memory_test
+	x86/private_mem_conversions_test x86/private_mem_kvm_exits_test)
+# Ours, in selftests/kvm/: found through VPATH, built as the Makefile's
+# TEST_GEN_PROGS_EXTENDED (which links them with the library).  Among them
+# guest_memfd_test-gmem_uffd: guest_memfd_test with
+# selftests/kvm/guest_memfd_test-rw.patch applied, made in $KVMPATCHED.
+KVMPATCHED=$BLD/kvm-patched
+GMT_PATCH=$TOP/selftests/kvm/guest_memfd_test-rw.patch
+OUR_KVM="$(cd "$TOP/selftests/kvm" && ls *.c | sed 's/\.c$//') guest_memfd_test-gmem_uffd"
+
+prepare_kvm_patched() {
+	# Rewritten only when its content changes, so make rebuilds only then.
+	local new=$KVMPATCHED/new
+	mkdir -p "$new/tools/testing/selftests/kvm"
+	cp "$ST/kvm/guest_memfd_test.c" "$new/tools/testing/selftests/kvm/"
+	if ! (cd "$new" && run patch -p1 --forward --batch --fuzz=0 \
+		--no-backup-if-mismatch -i "$GMT_PATCH"); then
+		die "$GMT_PATCH does not apply to $SRC; full log: $log"
+	fi
+	if ! cmp -s "$new/tools/testing/selftests/kvm/guest_memfd_test.c" \
+		"$KVMPATCHED/guest_memfd_test-gmem_uffd.c"; then
+		cp "$new/tools/testing/selftests/kvm/guest_memfd_test.c" \
+			"$KVMPATCHED/guest_memfd_test-gmem_uffd.c"
+	fi
+	rm -rf "$new"
+}
+
 build_kvm() {
 	# TMPOUT: tools/build/Build.include's try-run makes its scratch
 	# directory .tmp_$$ in the current directory, i.e. in $SRC; give it
@@ -138,7 +168,9 @@ build_kvm() {
 	cd "$ST/kvm"
 	run make -j"$J" "${COMMON[@]}" OUTPUT="$BLD/kvm" \
 		TMPOUT="$BLD/kvm/.tmp_\$\$\$\$" \
-		"$BLD/kvm/guest_memfd_test" ||
+		VPATH="$TOP/selftests/kvm:$KVMPATCHED" \
+		TEST_GEN_PROGS_EXTENDED_x86="$(echo $OUR_KVM)" \
+		"${KVM_TESTS[@]/#/$BLD/kvm/}" $(printf "$BLD/kvm/%s " $OUR_KVM) ||
 		fail "kvm selftests build failed"
 }
 
@@ -185,10 +217,12 @@ say "selftests: start (log: $log)"
 stage "selftests: uapi headers" build_headers
 stage "selftests: mm sources (patched copy)" prepare_mm_src
 stage "selftests: mm (uffd-unit-tests, uffd-stress)" build_mm
-stage "selftests: kvm (guest_memfd_test)" build_kvm
+stage "selftests: kvm, patched guest_memfd_test" prepare_kvm_patched
+stage "selftests: kvm (${KVM_TESTS[*]##*/} $OUR_KVM)" build_kvm
 stage "selftests: ours (selftests/)" build_ours
 for f in "$BLD/mm/uffd-unit-tests" "$BLD/mm/uffd-stress" \
-	"$BLD/kvm/guest_memfd_test" "$BLD"/ours/*; do
+	"${KVM_TESTS[@]/#/$BLD/kvm/}" $(printf "$BLD/kvm/%s " $OUR_KVM) \
+	"$BLD"/ours/*; do
 	install_bin "$f"
 done
 if grep -q 'warning:' "$log"; then

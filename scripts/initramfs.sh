@@ -36,13 +36,18 @@ cp "$plan" "$list.plan"
 	for f in "$bin"/*; do
 		[ -f "$f" ] && echo "file /tests/$(basename "$f") $f 0755 0 0"
 	done
+	# Helpers the plan runs tests with (scripts/guest/NAME.sh as /tests/NAME).
+	for f in "$TOP"/scripts/guest/*.sh; do
+		echo "file /tests/$(basename "$f" .sh) $f 0755 0 0"
+	done
 } > "$list"
 # Every binary the plan names must be there.
 while read -r group name tmo cmd; do
 	case "$group" in ''|'#'*) continue ;; esac
 	for exe in ${cmd%%#:*}; do
 		case "$exe" in
-		/tests/*) [ -f "$bin/${exe#/tests/}" ] || die "plan $plan needs $exe, not built" ;;
+		/tests/*) [ -f "$bin/${exe#/tests/}" ] || [ -f "$TOP/scripts/guest/${exe#/tests/}.sh" ] ||
+			die "plan $plan needs $exe, not built" ;;
 		esac
 	done
 done < "$plan"
