@@ -500,6 +500,41 @@ TEST(vm_destroyed_file_open)
 	EXPECT_EQ(gmem_counter("files"), files - 1);
 }
 
+static void poison_page(void *addr)
+{
+	madvise(addr, PG, MADV_HWPOISON);
+}
+
+/*
+ * A page with a memory error fails the vCPU's fault with EHWPOISON (a memory
+ * fault exit); a hole punch removes it, and the guest then reads zeros.
+ */
+TEST(hwpoison_vcpu)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm = vm_create_with_one_vcpu(&vcpu, guest_read_one);
+	char *mem;
+	int fd = add_gmem_slot(vm, NPAGES * PG, &mem);
+	uint64_t v = 0x1234;
+	struct ucall uc;
+	siginfo_t si;
+
+	ASSERT_EQ(pwrite(fd, &v, sizeof(v), 0), sizeof(v));
+	/* The page is mapped here: memory_failure() may send us SIGBUS for it. */
+	sigbus_call(poison_page, mem, &si);
+	vcpu_args_set(vcpu, 1, GMEM_GPA);
+	EXPECT_EQ(__vcpu_run(vcpu), -1);
+	EXPECT_EQ(errno, EHWPOISON);
+	EXPECT_EQ(vcpu->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	ASSERT_EQ(fallocate(fd, PUNCH_HOLE, 0, PG), 0);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	EXPECT_EQ(uc.args[1], 0);
+	kvm_vm_free(vm);
+	munmap(mem, NPAGES * PG);
+	close(fd);
+}
+
 /* The module cannot go while a VM's file exists. */
 TEST(rmmod_refused)
 {
