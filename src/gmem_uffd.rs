@@ -47,6 +47,7 @@ use kernel::{
         atomic::{Atomic, Relaxed},
     },
     uaccess::{UserPtr, UserSlice},
+    uapi,
 };
 
 module! {
@@ -63,13 +64,16 @@ module! {
     },
 }
 
-/// `KVM_CREATE_GUEST_MEMFD`: `_IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)`.
-const KVM_CREATE_GUEST_MEMFD: u32 = kernel::ioctl::_IOWR::<[u64; 8]>(0xAE, 0xd4);
-/// The file can be mapped (`GUEST_MEMFD_FLAG_MMAP`).
-const FLAG_MMAP: u64 = 1 << 0;
-/// The memory starts shared with the host, so it can be faulted in
-/// (`GUEST_MEMFD_FLAG_INIT_SHARED`).
-const FLAG_INIT_SHARED: u64 = 1 << 1;
+/// `KVM_CREATE_GUEST_MEMFD`: `_IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)` (a
+/// function-like macro, which the bindings cannot carry).
+const KVM_CREATE_GUEST_MEMFD: u32 =
+    kernel::ioctl::_IOWR::<uapi::kvm_create_guest_memfd>(uapi::KVMIO, 0xd4);
+// What `create` reads: `size`, `flags` and six reserved words.
+const _: () = assert!(core::mem::size_of::<uapi::kvm_create_guest_memfd>() == 64);
+/// The file can be mapped.
+const FLAG_MMAP: u64 = uapi::GUEST_MEMFD_FLAG_MMAP as u64;
+/// The memory starts shared with the host, so it can be faulted in.
+const FLAG_INIT_SHARED: u64 = uapi::GUEST_MEMFD_FLAG_INIT_SHARED as u64;
 /// The largest guest memory file: 1 TiB.
 const MAX_SIZE: u64 = 1 << 40;
 /// The superblock magic of our pseudo file system ("GMUF").
