@@ -162,6 +162,13 @@ prepare_kvm_patched() {
 }
 
 build_kvm() {
+	# Ours are compiled again every time (a few seconds): the dependency
+	# files make writes name their sources under $TOP, which is another
+	# directory in the next clone, and a stale one stops make.
+	local n
+	for n in $OUR_KVM; do
+		rm -f "$BLD/kvm/$n" "$BLD/kvm/$n.o" "$BLD/kvm/$n.d"
+	done
 	# TMPOUT: tools/build/Build.include's try-run makes its scratch
 	# directory .tmp_$$ in the current directory, i.e. in $SRC; give it
 	# one in OUTPUT ($$$$ is make's escape for the shell's $$).
