@@ -88,6 +88,14 @@ static int add_gmem_slot(struct kvm_vm *vm, size_t size, char **mem)
 	return fd;
 }
 
+/* Undoes vm_create*() and add_gmem_slot(): the VM first, then the memory. */
+static void free_gmem_vm(struct kvm_vm *vm, char *mem, int fd)
+{
+	kvm_vm_free(vm);
+	munmap(mem, NPAGES * PG);
+	close(fd);
+}
+
 enum fill_mode { FILL_COPY, FILL_CONTINUE };
 
 struct handler {
@@ -177,9 +185,7 @@ FIXTURE_SETUP(vcpu_uffd)
 FIXTURE_TEARDOWN(vcpu_uffd)
 {
 	close(self->uffd);
-	kvm_vm_free(self->vm);
-	munmap(self->mem, NPAGES * PG);
-	close(self->fd);
+	free_gmem_vm(self->vm, self->mem, self->fd);
 }
 
 /* The file of KVM_CREATE_GUEST_MEMFD is the module's: its counter rises. */
@@ -277,29 +283,39 @@ TEST(vcpu_no_uffd)
 	vcpu_args_set(vcpu, 2, GMEM_GPA, NPAGES);
 	run_to_done(vcpu);
 	EXPECT_GE(gmem_counter("kvm_folios"), folios + NPAGES);
-	kvm_vm_free(vm);
-	munmap(mem, NPAGES * PG);
-	close(fd);
+	free_gmem_vm(vm, mem, fd);
+}
+
+/*
+ * Registers the slot's mapping for @reg and runs the guest over every page
+ * while a handler fills each fault in @mode: every page faults once, and is
+ * filled once.
+ */
+static void serve_vcpu_faults(struct __test_metadata *_metadata, struct kvm_vcpu *vcpu,
+			      char *mem, int fd, int uffd, enum fill_mode mode, __u64 reg)
+{
+	struct handler h = {
+		.uffd = uffd, .fd = fd, .base = mem, .mode = mode, .expect = NPAGES,
+	};
+	pthread_t t;
+
+	ASSERT_EQ(uffd_register(uffd, mem, NPAGES * PG, reg, NULL), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, handler_main, &h), 0);
+	vcpu_args_set(vcpu, 2, GMEM_GPA, NPAGES);
+	run_to_done(vcpu);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	EXPECT_EQ(h.bad, 0);
+	EXPECT_EQ(h.events, NPAGES);
+	EXPECT_EQ(h.copies, NPAGES);
 }
 
 /* A vCPU fault on a hole is a MISSING event, resolved by UFFDIO_COPY. */
 TEST_F(vcpu_uffd, missing_copy)
 {
-	struct handler h = {
-		.uffd = self->uffd, .fd = self->fd, .base = self->mem,
-		.mode = FILL_COPY, .expect = NPAGES,
-	};
 	long long missing = gmem_counter("missing_events");
-	pthread_t t;
 
-	ASSERT_EQ(uffd_register(self->uffd, self->mem, NPAGES * PG, MODE_MISSING, NULL), 0);
-	ASSERT_EQ(pthread_create(&t, NULL, handler_main, &h), 0);
-	vcpu_args_set(self->vcpu, 2, GMEM_GPA, NPAGES);
-	run_to_done(self->vcpu);
-	ASSERT_EQ(pthread_join(t, NULL), 0);
-	EXPECT_EQ(h.bad, 0);
-	EXPECT_EQ(h.events, NPAGES);
-	EXPECT_EQ(h.copies, NPAGES);
+	serve_vcpu_faults(_metadata, self->vcpu, self->mem, self->fd, self->uffd,
+			  FILL_COPY, MODE_MISSING);
 	EXPECT_GE(gmem_counter("missing_events"), missing + NPAGES);
 	/* The host sees what the guest saw. */
 	EXPECT_EQ(*(uint64_t *)(self->mem + 3 * PG), pattern(3));
@@ -308,20 +324,8 @@ TEST_F(vcpu_uffd, missing_copy)
 /* The same, resolved by pwrite() + UFFDIO_CONTINUE. */
 TEST_F(vcpu_uffd, missing_continue)
 {
-	struct handler h = {
-		.uffd = self->uffd, .fd = self->fd, .base = self->mem,
-		.mode = FILL_CONTINUE, .expect = NPAGES,
-	};
-	pthread_t t;
-
-	ASSERT_EQ(uffd_register(self->uffd, self->mem, NPAGES * PG, MODE_BOTH, NULL), 0);
-	ASSERT_EQ(pthread_create(&t, NULL, handler_main, &h), 0);
-	vcpu_args_set(self->vcpu, 2, GMEM_GPA, NPAGES);
-	run_to_done(self->vcpu);
-	ASSERT_EQ(pthread_join(t, NULL), 0);
-	EXPECT_EQ(h.bad, 0);
-	EXPECT_EQ(h.events, NPAGES);
-	EXPECT_EQ(h.copies, NPAGES);
+	serve_vcpu_faults(_metadata, self->vcpu, self->mem, self->fd, self->uffd,
+			  FILL_CONTINUE, MODE_BOTH);
 }
 
 /* A page the file holds is mapped at once: no event. */
@@ -434,9 +438,7 @@ TEST(several_vcpus_one_page)
 	EXPECT_GE(h.events, 1);
 	EXPECT_LE(h.events, NVCPUS);
 	close(uffd);
-	kvm_vm_free(vm);
-	munmap(mem, NPAGES * PG);
-	close(fd);
+	free_gmem_vm(vm, mem, fd);
 }
 
 /* A hole punch takes the page out of stage-2: the guest reads zeros. */
@@ -455,9 +457,7 @@ TEST(punch_then_zero)
 	ASSERT_EQ(fallocate(fd, PUNCH_HOLE, 0, PG), 0);
 	run_to_done(vcpu);
 	EXPECT_EQ(*(uint64_t *)mem, 0);
-	kvm_vm_free(vm);
-	munmap(mem, NPAGES * PG);
-	close(fd);
+	free_gmem_vm(vm, mem, fd);
 }
 
 /* The file closed while bound: the slot loses it, the vCPU gets EFAULT. */
@@ -530,9 +530,7 @@ TEST(hwpoison_vcpu)
 	vcpu_run(vcpu);
 	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
 	EXPECT_EQ(uc.args[1], 0);
-	kvm_vm_free(vm);
-	munmap(mem, NPAGES * PG);
-	close(fd);
+	free_gmem_vm(vm, mem, fd);
 }
 
 /* The module cannot go while a VM's file exists. */
