@@ -95,6 +95,13 @@ __rust_helper struct folio *rust_helper_folio_alloc(gfp_t gfp, unsigned int orde
 }
 
 __rust_helper struct folio *
+rust_helper_filemap_alloc_folio(gfp_t gfp, unsigned int order,
+				struct mempolicy *policy)
+{
+	return filemap_alloc_folio(gfp, order, policy);
+}
+
+__rust_helper struct folio *
 rust_helper_vma_alloc_folio(gfp_t gfp, int order, struct vm_area_struct *vma,
 			    unsigned long addr)
 {

@@ -90,20 +90,29 @@ impl<D: Send + Sync + 'static> AnonInode<D> {
         unsafe { (*(*Self::of(inode)).data.get()).assume_init_ref() }
     }
 
-    /// Moves `data` into the new inode `inode`.
+    /// Initialises the data of the new inode `inode` with `init`, in place: the data is pinned
+    /// there for the life of the inode.
     ///
     /// # Safety
     ///
     /// `inode` must have been allocated by `alloc_inode` of a [`PseudoFs`] whose files' data is
     /// `D`, hold no data yet, and be reachable by no one else.
-    unsafe fn set_data(inode: *mut bindings::inode, data: D) {
+    unsafe fn init_data<E: Into<Error>>(
+        inode: *mut bindings::inode,
+        init: impl PinInit<D, E>,
+    ) -> Result {
         // SAFETY: By the safety requirements we are the only user of the object.
         unsafe {
             let this = Self::of(inode);
-            (*(*this).data.get()).write(data);
+            // The slot is valid for writes and is freed only by `free_inode`, after
+            // `destroy_inode` dropped the data: it is pinned.  On failure nothing was
+            // initialised and `has_data` stays clear.
+            init.__pinned_init((*(*this).data.get()).as_mut_ptr())
+                .map_err(Into::into)?;
             // INVARIANT: `data` was just initialised.
             *(*this).has_data.get() = true;
         }
+        Ok(())
     }
 
     /// # Safety
@@ -285,11 +294,11 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     /// and installs it as a new file descriptor (`O_RDWR`; `fd_flags` may add `O_CLOEXEC`).
     ///
     /// Returns the file descriptor.
-    pub fn create_file(
+    pub fn create_file<E: Into<Error>>(
         &'static self,
         name: &CStr,
         size: i64,
-        data: T::Data,
+        data: impl PinInit<T::Data, E>,
         fd_flags: u32,
     ) -> Result<u32> {
         let fd = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
@@ -301,7 +310,12 @@ impl<T: AnonFileOperations> PseudoFs<T> {
 
     /// Creates a file named `name` of `size` bytes on a new inode that holds `data`, opened
     /// `O_RDWR`, and returns it without installing it in any file table.
-    pub fn new_file(&'static self, name: &CStr, size: i64, data: T::Data) -> Result<ARef<File>> {
+    pub fn new_file<E: Into<Error>>(
+        &'static self,
+        name: &CStr,
+        size: i64,
+        data: impl PinInit<T::Data, E>,
+    ) -> Result<ARef<File>> {
         let mnt = self.pin()?;
         // Gives up the pin just taken, on the error paths; on success it passes to the file.
         let fail = |e: Error| -> Error {
@@ -321,9 +335,15 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         })
         .map_err(fail)?;
         // SAFETY: The inode is new and not visible to anyone else yet; our super block's
-        // `alloc_inode` made it an `AnonInode<T::Data>`.  From here on `iput()` drops the data.
+        // `alloc_inode` made it an `AnonInode<T::Data>`.  From here on `iput()` drops the data,
+        // if there is any.
+        if let Err(e) = unsafe { AnonInode::<T::Data>::init_data(inode, data) } {
+            // SAFETY: The inode is ours; `iput` frees it.
+            unsafe { bindings::iput(inode) };
+            return Err(fail(e));
+        }
+        // SAFETY: As above.
         unsafe {
-            AnonInode::<T::Data>::set_data(inode, data);
             (*inode).i_op = &FileOpsTable::<T>::IOPS;
             (*(*inode).i_mapping).a_ops = &FileOpsTable::<T>::AOPS;
             (*inode).i_mode |= bindings::S_IFREG as u16;

@@ -48,7 +48,7 @@ use crate::{
     bindings,
     error::{code::*, Result},
     iov::{IovIterDest, IovIterSource},
-    mm::{page_cache::AddressSpace, virt::VmaRef, Mm},
+    mm::{mempolicy::SharedPolicy, page_cache::AddressSpace, virt::VmaRef, Mm},
     page::PAGE_SIZE,
     sync::aref::{ARef, AlwaysRefCounted},
     types::Opaque,
@@ -462,6 +462,21 @@ impl NewFolio {
         // SAFETY: Allocating has no preconditions besides a sleepable context for sleeping flags,
         // which `Flags` callers choose.
         let folio = unsafe { bindings::folio_alloc(flags.as_raw(), 0) };
+        // INVARIANT: A successful allocation returns a folio owned only by us.
+        NonNull::new(folio).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Allocates an order-0 folio for the page at `index` of a file whose NUMA policies are
+    /// `policy`: by the policy of that page if one was set, else by the current task's.
+    ///
+    /// This is the allocation of a file's page that no VMA asks for (`write()`, `fallocate()`,
+    /// KVM's stage-2 faults), as `filemap_alloc_folio()` makes it for shmem and KVM's
+    /// guest_memfd.
+    pub fn alloc_shared(flags: Flags, policy: &SharedPolicy, index: usize) -> Result<Self> {
+        let pol = policy.lookup(index);
+        let raw = pol.as_ref().map_or(core::ptr::null_mut(), |p| p.as_ptr());
+        // SAFETY: `raw` is NULL or a policy we hold a reference on until after the call.
+        let folio = unsafe { bindings::filemap_alloc_folio(flags.as_raw(), 0, raw) };
         // INVARIANT: A successful allocation returns a folio owned only by us.
         NonNull::new(folio).map(Self).ok_or(ENOMEM)
     }

@@ -7,6 +7,9 @@
 //! `UFFDIO_CONTINUE`, [`UffdOperations`] (`struct vm_uffd_ops`).  Both receive the data of the
 //! file the VMA maps, kept in its inode ([`AnonInode`]).
 //!
+//! A driver whose file keeps a shared NUMA policy ([`SharedPolicy`]) returns it from
+//! [`VmOperations::policy`]; `mbind()` on any mapping then sets the policy of the file's range.
+//!
 //! A fault handler may ask core mm to raise a userfault on its behalf by returning
 //! [`FaultResult::UffdMissing`] or [`FaultResult::UffdMinor`]; core mm then calls
 //! `handle_userfault()`, which may drop the mmap or VMA lock and sleep.
@@ -21,6 +24,7 @@ use crate::{
     fs::anon_file::AnonInode,
     mm::{
         folio::{LockedFolio, NewFolio},
+        mempolicy::{Policy, SharedPolicy},
         page_cache::AddressSpace,
         virt::{vm_flags_t, VmaNew, VmaRef},
     },
@@ -122,6 +126,17 @@ pub trait VmOperations: Sized + 'static {
 
     /// Handles a page fault in a VMA mapping the file.
     fn fault(data: &Self::Data, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult;
+
+    /// Returns the file's shared NUMA policy.
+    ///
+    /// Implementing this makes the policy of the file's pages a property of the file, as for
+    /// shmem: `mbind()` on any mapping sets the policy of the range it maps
+    /// (`->set_policy`), `get_mempolicy()` and every allocation for a VMA read it
+    /// (`->get_policy`), and the driver allocates the pages no VMA asks for with
+    /// [`NewFolio::alloc_shared`].  Without it `mbind()` sets a policy of the VMA alone.
+    fn policy(_data: &Self::Data) -> &SharedPolicy {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// userfaultfd support for the VMAs of a file (`struct vm_uffd_ops`).
@@ -306,6 +321,70 @@ impl<T: VmOperations> VmOpsTable<T> {
         unsafe { bindings::filemap_map_pages(vmf, start_pgoff, end_pgoff) }
     }
 
+    /// # Safety
+    ///
+    /// Called by core mm as `->set_policy` of a VMA set up by [`VmaNew::set_vm_ops`], from
+    /// `mbind()` with the mmap lock held for writing.
+    #[cfg(CONFIG_NUMA)]
+    unsafe extern "C" fn set_policy(
+        vma: *mut bindings::vm_area_struct,
+        new: *mut bindings::mempolicy,
+    ) -> c_int {
+        // SAFETY: The VMA was set up by `set_vm_ops`, whose caller guarantees the file data.
+        let (data, _) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: The shared policy is initialised; `vma` is valid and locked, and `new` is
+        // NULL or a valid policy, on which the helper takes its own reference.
+        unsafe { bindings::mpol_set_shared_policy(T::policy(data).as_ptr(), vma, new) }
+    }
+
+    /// # Safety
+    ///
+    /// Called by core mm as `->get_policy` of a VMA set up by [`VmaNew::set_vm_ops`], with the
+    /// VMA or mmap lock held, `addr` in the VMA and `ilx` valid for writes.
+    #[cfg(CONFIG_NUMA)]
+    unsafe extern "C" fn get_policy(
+        vma: *mut bindings::vm_area_struct,
+        addr: c_ulong,
+        ilx: *mut c_ulong,
+    ) -> *mut bindings::mempolicy {
+        // SAFETY: The VMA was set up by `set_vm_ops`, whose caller guarantees the file data.
+        let (data, _) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: `vma` is valid and locked, and `addr` lies in it.
+        let index = unsafe { bindings::linear_page_index(vma, addr) };
+        // As shmem: the interleave index is biased by the inode number, so that files start
+        // interleaving on different nodes; core mm adds the offset.
+        // SAFETY: `ilx` is valid for writes; the VMA holds its file and so the inode.
+        unsafe { *ilx = (*(*(*vma).vm_file).f_inode).i_ino as c_ulong };
+        // The policy of the page if one was set, with the reference core mm drops; NULL (not
+        // the task's policy) otherwise, as `->get_policy` must.
+        T::policy(data)
+            .lookup(index)
+            .map_or(core::ptr::null_mut(), Policy::into_raw)
+    }
+
+    #[cfg(CONFIG_NUMA)]
+    const SET_POLICY: Option<
+        unsafe extern "C" fn(*mut bindings::vm_area_struct, *mut bindings::mempolicy) -> c_int,
+    > = if T::HAS_POLICY {
+        Some(Self::set_policy)
+    } else {
+        None
+    };
+
+    #[cfg(CONFIG_NUMA)]
+    #[allow(clippy::type_complexity)]
+    const GET_POLICY: Option<
+        unsafe extern "C" fn(
+            *mut bindings::vm_area_struct,
+            c_ulong,
+            *mut c_ulong,
+        ) -> *mut bindings::mempolicy,
+    > = if T::HAS_POLICY {
+        Some(Self::get_policy)
+    } else {
+        None
+    };
+
     /// `->map_pages`, if the driver implements [`VmOperations::may_map_pages`].
     #[allow(clippy::type_complexity)]
     const MAP_PAGES: Option<
@@ -319,6 +398,10 @@ impl<T: VmOperations> VmOpsTable<T> {
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(Self::fault),
         map_pages: Self::MAP_PAGES,
+        #[cfg(CONFIG_NUMA)]
+        set_policy: Self::SET_POLICY,
+        #[cfg(CONFIG_NUMA)]
+        get_policy: Self::GET_POLICY,
         ..pin_init::zeroed()
     };
 }
@@ -456,6 +539,10 @@ impl<T: UffdOperations> UffdOpsTable<T> {
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(VmOpsTable::<T>::fault),
         map_pages: VmOpsTable::<T>::MAP_PAGES,
+        #[cfg(CONFIG_NUMA)]
+        set_policy: VmOpsTable::<T>::SET_POLICY,
+        #[cfg(CONFIG_NUMA)]
+        get_policy: VmOpsTable::<T>::GET_POLICY,
         uffd_ops: &Self::UFFD_VTABLE,
         ..pin_init::zeroed()
     };
