@@ -8,12 +8,14 @@
  *    process runs in one cgroup, the handler in another; memory.current of
  *    both is compared before and after.  A folio that a zero-fill fault
  *    allocates is charged to the faulting task too.
- *  - NUMA: a folio that UFFDIO_COPY or a zero-fill fault allocates follows
- *    the NUMA policy of the faulting VMA (mbind(MPOL_BIND) to one node); a
- *    folio that pwrite() allocates follows the writer's task policy
- *    (set_mempolicy).  The node of each page is read back with
- *    move_pages(2) in query mode.  Needs a guest with two NUMA nodes
- *    (scripts/run-qemu.sh makes two); with one node the tests skip.
+ *  - NUMA, on guest_memfd and on a memfd (shmem, the reference): mbind() on
+ *    a mapping sets a policy of the file's range, which other mappings
+ *    report and which outlives the mapping.  A folio that UFFDIO_COPY, a
+ *    fault, pwrite() or fallocate() allocates follows that policy, and the
+ *    task's (set_mempolicy) where the range has none.  The node of each page
+ *    is read back with move_pages(2) in query mode.  Needs a guest with two
+ *    NUMA nodes (scripts/run-qemu.sh makes two); with one node the tests
+ *    skip.
  *
  * Needs cgroup v2 (mounted at CGROUP2_DIR if it is not yet) with the memory
  * controller, and root.
@@ -274,6 +276,27 @@ static long bind_to(void *addr, size_t len, int node)
 	return syscall(__NR_mbind, addr, len, MPOL_BIND, &mask, sizeof(mask) * 8, 0);
 }
 
+/* The policy of the page mapped at @addr: its mode, and its nodes in *@nodes. */
+static int policy_at(void *addr, unsigned long *nodes)
+{
+	int mode = -1;
+
+	*nodes = 0;
+	if (syscall(__NR_get_mempolicy, &mode, nodes, sizeof(*nodes) * 8, addr, MPOL_F_ADDR))
+		return -errno;
+	return mode;
+}
+
+/* Binds the calling task to @node (-1: back to the default policy). */
+static long task_bind(int node)
+{
+	unsigned long mask = 1UL << (node < 0 ? 0 : node);
+
+	if (node < 0)
+		return syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+	return syscall(__NR_set_mempolicy, MPOL_BIND, &mask, sizeof(mask) * 8);
+}
+
 FIXTURE(numa)
 {
 	int fd;
@@ -281,12 +304,29 @@ FIXTURE(numa)
 	char *p;
 };
 
+/* Each test runs on guest_memfd and on a memfd, the reference. */
+FIXTURE_VARIANT(numa)
+{
+	bool memfd;
+};
+
+FIXTURE_VARIANT_ADD(numa, gmem)
+{
+	.memfd = false,
+};
+
+FIXTURE_VARIANT_ADD(numa, memfd)
+{
+	.memfd = true,
+};
+
 FIXTURE_SETUP(numa)
 {
 	if (num_nodes() < 2)
 		SKIP(return, "needs two NUMA nodes, the system has %d", num_nodes());
 	self->size = 8 * page_size;
-	self->fd = gmem_create(self->size);
+	self->fd = variant->memfd ? create_sealed_memfd("numa", self->size) :
+				    gmem_create(self->size);
 	ASSERT_LE(0, self->fd);
 	self->p = mmap(NULL, self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
 	ASSERT_NE(MAP_FAILED, self->p);
@@ -359,14 +399,74 @@ TEST_F(numa, pwrite_follows_task_policy)
 	ASSERT_NE(NULL, buf);
 	memset(buf, 'w', page_size);
 	for (node = 0; node < 2; node++) {
-		unsigned long mask = 1UL << node;
 		off_t off = (4 + node) * page_size;
 
-		ASSERT_EQ(0, syscall(__NR_set_mempolicy, MPOL_BIND, &mask, sizeof(mask) * 8));
+		ASSERT_EQ(0, task_bind(node));
 		ASSERT_EQ(page_size, pwrite(self->fd, buf, page_size, off));
-		ASSERT_EQ(0, syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0));
+		ASSERT_EQ(0, task_bind(-1));
 		ASSERT_EQ('w', self->p[off]);
 		ASSERT_EQ(node, page_node(self->p + off));
+	}
+	free(buf);
+}
+
+/*
+ * mbind() on a mapping sets the policy of the file, as for shmem: a second
+ * mapping of the same range reports it, it outlives the mapping it was set
+ * on, and a fault through the other mapping follows it rather than the
+ * faulting task's policy.  The rest of the file has no policy.
+ */
+TEST_F(numa, mbind_sets_file_policy)
+{
+	size_t half = self->size / 2;
+	unsigned long nodes;
+	char *q;
+
+	ASSERT_EQ(0, bind_to(self->p, half, 1));
+	q = mmap(NULL, self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, 0);
+	ASSERT_NE(MAP_FAILED, q);
+	ASSERT_EQ(MPOL_BIND, policy_at(q, &nodes));
+	ASSERT_EQ(1UL << 1, nodes);
+	ASSERT_EQ(MPOL_DEFAULT, policy_at(q + half, &nodes));
+
+	ASSERT_EQ(0, munmap(self->p, self->size));
+	self->p = NULL;
+	ASSERT_EQ(MPOL_BIND, policy_at(q + half - page_size, &nodes));
+	ASSERT_EQ(1UL << 1, nodes);
+
+	ASSERT_EQ(0, task_bind(0));
+	ASSERT_EQ(0, PEEK(q));
+	ASSERT_EQ(0, PEEK(q + half));
+	ASSERT_EQ(0, task_bind(-1));
+	EXPECT_EQ(1, page_node(q));
+	EXPECT_EQ(0, page_node(q + half));
+	munmap(q, self->size);
+}
+
+/*
+ * pwrite() and fallocate() allocate by the file's policy of the page they
+ * fill, not by the writer's task policy (pwrite_follows_task_policy: the
+ * task's where the file has none).
+ */
+TEST_F(numa, write_and_fallocate_follow_file_policy)
+{
+	char *buf = malloc(page_size);
+	int node;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 'w', page_size);
+	for (node = 0; node < 2; node++) {
+		off_t w = (2 * node) * page_size, f = (2 * node + 1) * page_size;
+
+		ASSERT_EQ(0, bind_to(self->p + w, 2 * page_size, node));
+		ASSERT_EQ(0, task_bind(!node));
+		ASSERT_EQ(page_size, pwrite(self->fd, buf, page_size, w));
+		ASSERT_EQ(0, fallocate(self->fd, 0, f, page_size));
+		ASSERT_EQ(0, task_bind(-1));
+		ASSERT_EQ('w', self->p[w]);
+		ASSERT_EQ(0, PEEK(self->p + f));
+		EXPECT_EQ(node, page_node(self->p + w));
+		EXPECT_EQ(node, page_node(self->p + f));
 	}
 	free(buf);
 }

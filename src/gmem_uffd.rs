@@ -34,6 +34,7 @@ use kernel::{
     kvm_gmem::{self, Backend, Kvm},
     mm::{
         folio::{fault_in_readable, FreeingFolio, LockedFolio, NewFolio},
+        mempolicy::SharedPolicy,
         page_cache::{AddressSpace, NewAddressSpace},
         virt::{flags as vm_flags, vm_flags_t, VmaRef},
         vm_ops::{
@@ -171,8 +172,13 @@ impl kernel::InPlaceModule for GmemUffdModule {
 /// A guest memory file: what its inode holds besides the VFS inode.  Its size is the inode's
 /// (`i_size`), a non-zero multiple of `PAGE_SIZE` of at most `MAX_SIZE`, set at creation and
 /// never changed (`setattr` refuses).
+#[pin_data]
 struct Gmem {
     flags: u64,
+    /// The NUMA policies of the file's pages, which `mbind()` on any mapping of it sets, and
+    /// by which every page of it is allocated, as for KVM's guest_memfd and shmem.
+    #[pin]
+    policy: SharedPolicy,
 }
 
 /// Splits the byte range `pos..pos + len` into per-page pieces: `(index, offset, length)`.
@@ -210,8 +216,8 @@ fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedF
 /// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
 ///
 /// A page with a hardware memory error fails with `EIO`, as shmem's do.
-fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
-    let folio = lock_or_create_any(mapping, index)?;
+fn lock_or_create(data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+    let folio = lock_or_create_any(data, mapping, index)?;
     if folio.is_hwpoison() {
         return Err(EIO);
     }
@@ -219,12 +225,16 @@ fn lock_or_create(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
 }
 
 /// [`lock_or_create`], but a page with a hardware memory error is returned as it is.
-fn lock_or_create_any(mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+///
+/// A new folio follows the file's NUMA policy for `index`, or the current task's if the range
+/// has none.
+fn lock_or_create_any(data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     loop {
         if let Some(folio) = mapping.lock_folio(index) {
             return Ok(folio);
         }
-        match insert(mapping, NewFolio::alloc(GMEM_GFP)?, index) {
+        let new = NewFolio::alloc_shared(GMEM_GFP, &data.policy, index)?;
+        match insert(mapping, new, index) {
             // Somebody else added one meanwhile: use theirs.
             Err(e) if e == EEXIST => continue,
             result => return result,
@@ -252,6 +262,14 @@ fn make_uptodate(folio: &LockedFolio) -> Result {
 }
 
 impl Gmem {
+    /// The data of a new file with `flags`.
+    fn new(flags: u64) -> impl PinInit<Self> {
+        pin_init!(Gmem {
+            flags,
+            policy <- SharedPolicy::new(),
+        })
+    }
+
     /// `read()` and `write()` reach only memory the host may map (`GUEST_MEMFD_FLAG_MMAP`),
     /// as in KVM's write() population: `ENODEV` otherwise.
     fn host_access(&self) -> Result {
@@ -275,7 +293,7 @@ impl Gmem {
         {
             return Err(EINVAL);
         }
-        let fd = fs.create_file(c"[gmem_uffd]", size as i64, Gmem { flags }, O_CLOEXEC)?;
+        let fd = fs.create_file(c"[gmem_uffd]", size as i64, Gmem::new(flags), O_CLOEXEC)?;
         FILES.add(1, Relaxed);
         Ok(fd as isize)
     }
@@ -385,7 +403,7 @@ impl AnonFileOperations for Gmem {
             }
             let result = (|| -> Result<usize> {
                 let _inval = mapping.invalidate_lock_shared();
-                let folio = lock_or_create(mapping, index)?;
+                let folio = lock_or_create(data, mapping, index)?;
                 let copied = folio.copy_from_iter_atomic(offset, n, iov)?;
                 if !folio.is_uptodate() {
                     if copied == 0 {
@@ -419,7 +437,7 @@ impl AnonFileOperations for Gmem {
     }
 
     fn fallocate(
-        _data: &Gmem,
+        data: &Gmem,
         file: &File,
         mapping: &AddressSpace,
         mode: i32,
@@ -462,7 +480,7 @@ impl AnonFileOperations for Gmem {
             }
             // Page by page: a hole punch waiting for the lock is not kept out for long.
             let _inval = mapping.invalidate_lock_shared();
-            make_uptodate(&lock_or_create(mapping, index)?)?;
+            make_uptodate(&lock_or_create(data, mapping, index)?)?;
             drop(_inval);
             kernel::task::cond_resched();
         }
@@ -483,6 +501,12 @@ impl VmOperations for Gmem {
     // needs no mmap lock; without this, core mm would retry every fault under it.
     fn may_map_pages(data: &Gmem) -> bool {
         data.flags & FLAG_INIT_SHARED != 0
+    }
+
+    // `mbind()` on a mapping sets the policy of the file's range; the fault handler's
+    // `alloc_vma` and UFFDIO_COPY's `alloc_folio` find it through the VMA.
+    fn policy(data: &Gmem) -> &SharedPolicy {
+        &data.policy
     }
 
     fn fault(data: &Gmem, mapping: &AddressSpace, vmf: &VmFault) -> FaultResult {
@@ -615,20 +639,20 @@ impl Backend for Gmem {
         if size > MAX_SIZE {
             return Err(EINVAL);
         }
-        let file = GMEM_FS.new_file(c"[gmem_uffd]", size as i64, Gmem { flags })?;
+        let file = GMEM_FS.new_file(c"[gmem_uffd]", size as i64, Gmem::new(flags))?;
         FILES.add(1, Relaxed);
         KVM_FILES.add(1, Relaxed);
         Ok(file)
     }
 
-    fn get_folio(_data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
+    fn get_folio(data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
         // KVM asks only for pages of a memslot binding, which lies within the file.
         if index >= mapping.nr_pages() {
             return Err(EINVAL);
         }
         // No invalidate lock: KVM may hold it already (`kvm_gmem_populate`).  A hole punch
         // racing with this is bracketed by a KVM invalidation, which makes KVM retry the fault.
-        let folio = lock_or_create_any(mapping, index)?;
+        let folio = lock_or_create_any(data, mapping, index)?;
         if !folio.is_hwpoison() {
             make_uptodate(&folio)?;
         }
