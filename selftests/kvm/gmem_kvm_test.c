@@ -8,6 +8,8 @@
  * scripts/build-selftests.sh.  Every test needs gmem_uffd loaded with kvm=1.
  */
 #include <pthread.h>
+#include <asm/kvm_para.h>
+#include <asm/pvclock-abi.h>
 #include <linux/falloc.h>
 #include <linux/mempolicy.h>
 #include <sys/syscall.h>
@@ -52,6 +54,22 @@ static void guest_write_then_zero(uint64_t gpa)
 static void guest_read_one(uint64_t gpa)
 {
 	GUEST_SYNC(READ_ONCE(*(uint64_t *)gpa));
+	GUEST_DONE();
+}
+
+/*
+ * Enables kvmclock in the middle of page 0, which the guest never touched:
+ * KVM writes it through the slot's userspace mapping.  Then checks that the
+ * page is the handler's, and reports the clock's version.
+ */
+static void guest_kvmclock(uint64_t gpa)
+{
+	struct pvclock_vcpu_time_info *pvti = (void *)(gpa + PG / 2);
+
+	wrmsr(MSR_KVM_SYSTEM_TIME_NEW, (gpa + PG / 2) | KVM_MSR_ENABLED);
+	GUEST_SYNC(0);
+	GUEST_ASSERT_EQ(READ_ONCE(*(uint64_t *)gpa), pattern(0));
+	GUEST_SYNC(READ_ONCE(pvti->version));
 	GUEST_DONE();
 }
 
@@ -563,6 +581,49 @@ TEST(vcpu_fault_follows_file_policy)
 		EXPECT_EQ(page_node(mem), node);
 		free_gmem_vm(vm, mem, fd);
 	}
+}
+
+/*
+ * A KVM-internal access (kvmclock, written by KVM through the slot's
+ * userspace address) to a page the file does not hold is a MISSING event on
+ * the VMM's userfaultfd like any other, and KVM writes into the page the
+ * handler placed: the guest sees both the handler's data and a kvmclock
+ * update.
+ */
+TEST(kvmclock_through_mapping)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm = vm_create_with_one_vcpu(&vcpu, guest_kvmclock);
+	char *mem;
+	int fd = add_gmem_slot(vm, NPAGES * PG, &mem);
+	int uffd = uffd_open();
+	struct handler h = {
+		.uffd = uffd, .fd = fd, .base = mem, .mode = FILL_COPY, .expect = 1,
+	};
+	struct ucall uc;
+	pthread_t t;
+
+	ASSERT_LE(0, uffd);
+	ASSERT_EQ(uffd_register(uffd, mem, NPAGES * PG, MODE_MISSING, NULL), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, handler_main, &h), 0);
+	vcpu_args_set(vcpu, 1, GMEM_GPA);
+	/* KVM maps the clock page when the guest enables it, before GUEST_SYNC. */
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	EXPECT_EQ(h.bad, 0);
+	EXPECT_EQ(h.events, 1);
+	EXPECT_EQ(h.copies, 1);
+	vcpu_run(vcpu);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	ASSERT_EQ(uc.cmd, UCALL_SYNC);
+	/* Updated by KVM: odd while it writes, even and not 0 after. */
+	EXPECT_NE(uc.args[1], 0);
+	EXPECT_EQ(uc.args[1] % 2, 0);
+	run_to_done(vcpu);
+	close(uffd);
+	free_gmem_vm(vm, mem, fd);
 }
 
 TEST(rmmod_refused)
