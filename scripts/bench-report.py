@@ -29,6 +29,7 @@ import sys
 COMPARISONS = [
     ("first-touch", "gmem", "kvm_gmem", 1.0),
     ("first-touch", "gmem", "memfd", None),
+    ("vcpu-touch", "gmem", "kvm_gmem", None),
     ("missing", "gmem", "memfd", 1.05),
     ("missing", "gmem", "anon", None),
     ("minor", "gmem", "memfd", 1.05),

@@ -8,7 +8,8 @@
  *
  * TEST is one of
  *   first-touch  write one word in every page of a fresh mapping, no uffd:
- *                gmem, kvm_gmem (KVM_CREATE_GUEST_MEMFD on a VM), memfd
+ *                gmem, kvm_gmem (KVM_CREATE_GUEST_MEMFD on a VM, served by
+ *                KVM itself: gmem_uffd loaded with kvm=0), memfd
  *   missing      uffd MISSING, one handler thread resolving every fault
  *                with a 4 KiB UFFDIO_COPY, THREADS faulting threads
  *                reading one word per page: gmem, memfd, anon
@@ -146,6 +147,21 @@ static const char *kvm_open(void)
 		close(kvm_vm);
 		kvm_vm = -1;
 		return "the VM's guest_memfd lacks MMAP|INIT_SHARED";
+	}
+	/* kvm_gmem measures KVM's own guest_memfd, not the module through KVM. */
+	{
+		struct kvm_create_guest_memfd args = { .size = psize, .flags = GMEM_SHARED };
+		int fd = ioctl(kvm_vm, KVM_CREATE_GUEST_MEMFD, &args);
+		bool ours = fd >= 0 && gmem_uffd_file(fd);
+
+		if (fd >= 0)
+			close(fd);
+		if (fd < 0 || ours) {
+			close(kvm_vm);
+			kvm_vm = -1;
+			return fd < 0 ? "KVM_CREATE_GUEST_MEMFD failed" :
+			       "the VM's guest_memfd is gmem_uffd's (load it with kvm=0)";
+		}
 	}
 	return NULL;
 }

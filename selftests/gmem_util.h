@@ -140,6 +140,17 @@ static inline bool debugfs_mounted(void)
 	return !statfs(DEBUGFS_DIR, &sfs) && sfs.f_type == DEBUGFS_MAGIC;
 }
 
+/* The superblock magic of the module's files ("GMUF"). */
+#define GMEM_UFFD_MAGIC		0x474d5546
+
+/* @fd is a file of gmem_uffd (whoever created it: the device or KVM). */
+static inline bool gmem_uffd_file(int fd)
+{
+	struct statfs sfs;
+
+	return !fstatfs(fd, &sfs) && sfs.f_type == GMEM_UFFD_MAGIC;
+}
+
 /* debugfs is mounted and the module's counters are there. */
 static inline bool gmem_counters_present(void)
 {
