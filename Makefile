@@ -25,10 +25,10 @@ all: build
 help: ## this list
 	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/  make \1\t\2/p; s/^## \{0,1\}//p' $(MAKEFILE_LIST) | expand -t 24
 
-run: ## build everything, boot QEMU, run the VMM demo (selftests/run.plan)
-check: ## build everything, boot the debug kernel, run every test (selftests/check.plan)
+run: ## build everything, boot QEMU, run the VMM demo (scripts/plans/run.plan)
+check: ## build everything, boot the debug kernel, run every test (scripts/plans/check.plan)
 controls: ## the harness's negative controls in a guest (scripts/tests/negative.plan): each must FAIL
-stress: ## the debug kernel, 60 s of gmem_stress (selftests/stress.plan)
+stress: ## the debug kernel, 60 s of gmem_stress (scripts/plans/stress.plan)
 bench: ## the release kernel: gmem against shmem and KVM's guest_memfd, table and chart
 profile: ## the release kernel: where the benchmarked paths spend their time
 build: ## every build stage, no boot

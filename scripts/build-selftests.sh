@@ -6,12 +6,12 @@
 #
 #   tools/testing/selftests/mm:  uffd-unit-tests, uffd-stress
 #   tools/testing/selftests/kvm: the KVM_TESTS below, unmodified
-#   selftests/*.c (ours):        one program each
+#   selftests/*.c (ours), scripts/guest/*.c (the guest's helpers): one program each
 #   selftests/kvm/*.c (ours):    one program each, built by the kvm
 #                                Makefile with its library (kvm_util)
 #
 # The mm tests are built from a copy of their sources with
-# selftests/uffd-guest_memfd.patch applied (the guest_memfd memory type of
+# selftests/mm/uffd-guest_memfd.patch applied (the guest_memfd memory type of
 # the userfaultfd tests), in $CACHE/selftests-build/mm-src.
 #
 # Nothing is written into $SRC: the uapi headers are made with their own
@@ -26,7 +26,7 @@ HDR=$BLD/hdr              # O= of "make headers"; never $KOUT
 MMCFG=$BLD/mm-config      # local_config.mk for the mm Makefile
 MMSRC=$BLD/mm-src         # the patched copy of the mm tests, in tree layout
 MST=$MMSRC/tools/testing/selftests
-UFFD_PATCH=$TOP/selftests/uffd-guest_memfd.patch
+UFFD_PATCH=$TOP/selftests/mm/uffd-guest_memfd.patch
 # What the mm build reads from the tree, relative to its root: the mm
 # directory, the selftests files lib.mk and the mm Makefile use, the tools
 # uapi headers (TOOLS_INCLUDES) and mm/gup_test.h.
@@ -182,7 +182,8 @@ build_kvm() {
 }
 
 build_ours() {
-	# Our own tests in selftests/: every *.c is one program.
+	# Our own tests in selftests/ and the guest helpers in scripts/guest/:
+	# every *.c is one program.
 	mkdir -p "$BLD/ours"
 	cd "$TOP/selftests"
 	run make -j"$J" CC=gcc OUTPUT="$BLD/ours" KSFT="$ST" KHDR="$HDR/usr/include" ||

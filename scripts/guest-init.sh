@@ -55,7 +55,7 @@ free_kb() {
 	pcp=$(awk '/^ +count:/ { s += $2 } END { print s * 4 }' /proc/zoneinfo)
 	awk -v pcp="$pcp" '/^MemFree:/ { print $2 + pcp }' /proc/meminfo
 }
-# Hold one KVM VM for the whole run (selftests/kvm_hold.c says why).  It
+# Hold one KVM VM for the whole run (scripts/guest/kvm_hold.c says why).  It
 # is never killed: the VM going away would switch the key back, patching
 # __schedule() again while the other CPU runs it; poweroff -f ends the
 # guest with the VM still there.  Started before free memory is measured,

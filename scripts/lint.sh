@@ -64,10 +64,10 @@ for p in "$TOP"/patches/*.patch; do
 done
 # Userspace tests: kernel style, without --strict's kernel-only checks
 # (u64 over uint64_t and the like).
-for f in "$TOP"/selftests/*.c "$TOP"/selftests/kvm/*.c; do
+for f in "$TOP"/selftests/*.c "$TOP"/selftests/kvm/*.c "$TOP"/scripts/guest/*.c; do
 	[ -f "$f" ] || continue
 	if ! (cd "$SRC" && tc perl "$SRC/scripts/checkpatch.pl" --color=never --quiet --no-tree -f "$f"); then
-		say "lint: checkpatch: selftests/$(basename "$f")"
+		say "lint: checkpatch: ${f#"$TOP"/}"
 		bad=1
 	fi
 done

@@ -2,12 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 # The whole job, one stage at a time, each with a start and an end line:
 #   pipeline.sh build            toolchain, kernel source, tree, config, kernel, module, tests
-#   pipeline.sh check|run|stress build, then boot QEMU with selftests/<name>.plan
+#   pipeline.sh check|run|stress build, then boot QEMU with scripts/plans/<name>.plan
 #                                (check also runs the harness's own tests, on the host)
 #   pipeline.sh controls         build, then boot scripts/tests/negative.plan: the
 #                                harness's negative controls, each must be a FAIL
 #   pipeline.sh bench            the same with the release kernel, then the report
-#   pipeline.sh profile          the release kernel, selftests/profile.plan (sampled)
+#   pipeline.sh profile          the release kernel, scripts/plans/profile.plan (sampled)
 # A plan may say @ARGS@ where the options given as ARGS=... belong.
 . "$(dirname "$0")/lib.sh"
 
@@ -79,7 +79,7 @@ harness() {
 
 # boot NAME [PLAN]: the plan (default selftests/NAME.plan) in a guest.
 boot() {
-	local plan=${2:-$TOP/selftests/$1.plan} img=$CACHE/initramfs-$1.cpio
+	local plan=${2:-$TOP/scripts/plans/$1.plan} img=$CACHE/initramfs-$1.cpio
 	sed "s|@ARGS@|${ARGS:-}|g" "$plan" > "$CACHE/$1-args.plan"
 	plan=$CACHE/$1-args.plan
 	if [ -n "${TESTS:-}" ]; then

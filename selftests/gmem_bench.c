@@ -2,7 +2,7 @@
 /*
  * gmem_bench: fault-service and population rates of gmem_uffd guest memory
  * files against shmem (memfd), anonymous memory and KVM's own guest_memfd,
- * measured side by side in one boot ("make bench", selftests/bench.plan).
+ * measured side by side in one boot ("make bench", scripts/plans/bench.plan).
  *
  *   gmem_bench [-r ROUNDS] [-s MIB] [-t THREADS] [-c CHUNK_KIB] [-U] [-p] TEST
  *

@@ -244,7 +244,7 @@ class Verdict(unittest.TestCase):
 
     # Every plan of the repository, and the controls, parse.
     def test_plans_parse(self):
-        plans = [os.path.join(TOP, "selftests", f) for f in os.listdir(os.path.join(TOP, "selftests"))
+        plans = [os.path.join(TOP, "scripts", "plans", f) for f in os.listdir(os.path.join(TOP, "scripts", "plans"))
                  if f.endswith(".plan")] + [os.path.join(HERE, "negative.plan")]
         for path in plans:
             res = results.Results()

@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_plans_command_lines() {
-        // selftests/run.plan, with and without ARGS.
+        // scripts/plans/run.plan, with and without ARGS.
         let o = parse("record --mem-mib 64").unwrap();
         assert_eq!((o.cmd, o.mem_mib), (Command::Record, 64));
         let o = parse("restore --mem-mib 16 --mode minor --backend memfd --rm").unwrap();
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(o.modes, vec![Mode::Minor]);
         assert_eq!(o.backends, Some(vec![Backend::Memfd]));
         assert!(o.rm);
-        // selftests/check.plan.
+        // scripts/plans/check.plan.
         let o = parse("demo --mem-mib 4 --backend gmem --inject twice").unwrap();
         assert_eq!(o.inject, Some(Inject::Twice));
         // A later option wins.
