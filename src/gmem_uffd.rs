@@ -25,8 +25,8 @@ use kernel::{
     debugfs,
     fs::{
         anon_file::{
-            AnonFileDevice, AnonFileOperations, DeviceRegistration, MmapArea, PseudoFs,
-            ReleasingFile,
+            AnonFileDevice, AnonFileDeviceOperations, AnonFileOperations, DeviceRegistration,
+            MmapArea, PseudoFs, ReleasingFile,
         },
         file::File,
     },
@@ -82,7 +82,8 @@ const GMEM_UFFD_MAGIC: usize = 0x474d_5546;
 /// The pseudo file system of guest memory files.
 static GMEM_FS: PseudoFs<Gmem> = PseudoFs::new(c"gmem_uffd", GMEM_UFFD_MAGIC, &THIS_MODULE);
 /// `/dev/guest_memfd`, whose `KVM_CREATE_GUEST_MEMFD` creates them.
-static GMEM_DEV: AnonFileDevice<Gmem> = AnonFileDevice::new(c"guest_memfd", &GMEM_FS, &THIS_MODULE);
+static GMEM_DEV: AnonFileDevice<GmemDevice> =
+    AnonFileDevice::new(c"guest_memfd", &GMEM_FS, &THIS_MODULE);
 /// Allocation flags of guest memory, as KVM's guest_memfd uses: not movable (the pages stay
 /// where the guest put them, see `init_mapping`), confined to the task's cpuset.
 const GMEM_GFP: kernel::alloc::Flags = GFP_HIGHUSER;
@@ -105,7 +106,7 @@ static KVM_FOLIOS: Atomic<i64> = Atomic::new(0);
 #[pin_data]
 struct GmemUffdModule {
     _kvm: Option<Pin<KBox<kvm_gmem::Registration<Gmem>>>>,
-    _device: DeviceRegistration<Gmem>,
+    _device: DeviceRegistration<GmemDevice>,
     _debugfs: debugfs::Dir,
     #[pin]
     _files: debugfs::File<()>,
@@ -299,6 +300,20 @@ impl Gmem {
     }
 }
 
+/// `/dev/guest_memfd`: its `ioctl(KVM_CREATE_GUEST_MEMFD)` creates guest memory files.
+struct GmemDevice;
+
+impl AnonFileDeviceOperations for GmemDevice {
+    type Files = Gmem;
+
+    fn ioctl(fs: &'static PseudoFs<Gmem>, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
 #[vtable]
 impl AnonFileOperations for Gmem {
     type Data = Gmem;
@@ -308,13 +323,6 @@ impl AnonFileOperations for Gmem {
         // either (as KVM's guest_memfd): the pages stay where the guest put them.
         mapping.set_inaccessible();
         mapping.set_gfp_mask(GMEM_GFP);
-    }
-
-    fn device_ioctl(fs: &'static PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
-        match cmd {
-            KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
-            _ => Err(ENOTTY),
-        }
     }
 
     fn release(_data: &Gmem, file: &ReleasingFile<'_>) {

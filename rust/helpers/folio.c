@@ -51,6 +51,11 @@ __rust_helper void rust_helper_folio_mark_uptodate(struct folio *folio)
 	folio_mark_uptodate(folio);
 }
 
+__rust_helper bool rust_helper_folio_mapped(const struct folio *folio)
+{
+	return folio_mapped(folio);
+}
+
 __rust_helper bool rust_helper_folio_test_hwpoison(const struct folio *folio)
 {
 	return folio_test_hwpoison(folio);

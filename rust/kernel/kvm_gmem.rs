@@ -215,7 +215,11 @@ impl<T: Backend> Registration<T> {
         // SAFETY: The file is valid, and so is its mapping.
         let mapping = unsafe { AddressSpace::from_raw((*file).f_mapping) };
         match T::get_folio(data, mapping, index) {
-            Ok(folio) => folio.into_raw().as_ptr(),
+            // KVM maps the folio's page into the guest and drops its reference, relying on
+            // the page cache's reference and on invalidation before removal: only a folio of
+            // this file's page cache at `index` may be handed over.
+            Ok(folio) if folio.holds(mapping, index) => folio.into_raw().as_ptr(),
+            Ok(_) => EIO.to_ptr(),
             Err(e) => e.to_ptr(),
         }
     }

@@ -6,7 +6,8 @@
 //! that the page cache, the size and the memory mappings belong to that one file.  The inodes
 //! live on a pseudo file system that the driver mounts internally ([`PseudoFs`]); the files
 //! are created with [`PseudoFs::create_file`] and installed as new file descriptors, usually
-//! from the `ioctl()` of an [`AnonFileDevice`].  Their behaviour is given by an
+//! from the `ioctl()` of an [`AnonFileDevice`] (whose behaviour is an
+//! [`AnonFileDeviceOperations`] implementation).  Their behaviour is given by an
 //! [`AnonFileOperations`] implementation.  Each file's data lives in its inode
 //! ([`AnonInode`], allocated by the pseudo file system as KVM's guest_memfd allocates its
 //! `gmem_inode`), and is what every file operation, the fault handler and the userfaultfd
@@ -496,13 +497,20 @@ pub trait AnonFileOperations: Sized + 'static {
     fn free_folio(folio: &FreeingFolio) {
         let _ = folio;
     }
+}
 
-    /// `ioctl()` on the character device of an [`AnonFileDevice`]: typically creates a file
-    /// with [`PseudoFs::create_file`] and returns its file descriptor.
-    fn device_ioctl(fs: &'static PseudoFs<Self>, cmd: u32, arg: usize) -> Result<isize> {
-        let _ = (fs, cmd, arg);
-        Err(ENOTTY)
-    }
+/// The operations of an [`AnonFileDevice`], the character device that creates the files.
+///
+/// The device and its files are separate: an open descriptor of the device has no file data,
+/// and reaches the files only through the pseudo file system it creates them on.
+pub trait AnonFileDeviceOperations: 'static {
+    /// The operations of the files the device creates.
+    type Files: AnonFileOperations;
+
+    /// `ioctl()` on the device: typically creates a file of `fs` with
+    /// [`PseudoFs::create_file`] and returns its file descriptor.  `ENOTTY` for a command the
+    /// device does not know.
+    fn ioctl(fs: &'static PseudoFs<Self::Files>, cmd: u32, arg: usize) -> Result<isize>;
 }
 
 /// A misc character device whose `ioctl()` creates anonymous files of a [`PseudoFs`], the way
@@ -517,7 +525,7 @@ pub trait AnonFileOperations: Sized + 'static {
 /// device's does after `misc_deregister()`).
 ///
 /// ```ignore
-/// static DEV: AnonFileDevice<MyFiles> = AnonFileDevice::new(c"my_dev", &FS, &THIS_MODULE);
+/// static DEV: AnonFileDevice<MyDevice> = AnonFileDevice::new(c"my_dev", &FS, &THIS_MODULE);
 /// // In the module's init: `_dev: DEV.register()?`
 /// ```
 ///
@@ -527,26 +535,26 @@ pub trait AnonFileOperations: Sized + 'static {
 /// `misc_register` (its `fops` pointing at `fops`) exactly while `registered` is set, which only
 /// a [`DeviceRegistration`] of `self` does; nothing else writes `misc`.  A value used through
 /// the API is `'static`.
-pub struct AnonFileDevice<T: AnonFileOperations> {
+pub struct AnonFileDevice<T: AnonFileDeviceOperations> {
     misc: Opaque<bindings::miscdevice>,
     fops: Opaque<bindings::file_operations>,
     name: &'static CStr,
-    fs: &'static PseudoFs<T>,
+    fs: &'static PseudoFs<T::Files>,
     registered: Atomic<bool>,
 }
 
 // SAFETY: The misc device is registered and used through thread-safe calls, and its one writer
 // is serialised by `registered`.
-unsafe impl<T: AnonFileOperations> Send for AnonFileDevice<T> {}
+unsafe impl<T: AnonFileDeviceOperations> Send for AnonFileDevice<T> {}
 // SAFETY: As above.
-unsafe impl<T: AnonFileOperations> Sync for AnonFileDevice<T> {}
+unsafe impl<T: AnonFileDeviceOperations> Sync for AnonFileDevice<T> {}
 
-impl<T: AnonFileOperations> AnonFileDevice<T> {
+impl<T: AnonFileDeviceOperations> AnonFileDevice<T> {
     /// A misc device `/dev/<name>` (mode 0600) of `module` whose `ioctl()` creates files of
-    /// `fs` with [`AnonFileOperations::device_ioctl`].  Not registered yet.
+    /// `fs` with [`AnonFileDeviceOperations::ioctl`].  Not registered yet.
     pub const fn new(
         name: &'static CStr,
-        fs: &'static PseudoFs<T>,
+        fs: &'static PseudoFs<T::Files>,
         module: &'static ThisModule,
     ) -> Self {
         let mut fops: bindings::file_operations = pin_init::zeroed();
@@ -608,7 +616,7 @@ impl<T: AnonFileOperations> AnonFileDevice<T> {
                 misc
             )
         };
-        match T::device_ioctl(this.fs, cmd, arg) {
+        match T::ioctl(this.fs, cmd, arg) {
             Ok(ret) => ret as c_long,
             Err(e) => e.to_errno() as c_long,
         }
@@ -620,11 +628,11 @@ impl<T: AnonFileOperations> AnonFileDevice<T> {
 /// # Invariants
 ///
 /// `dev` is registered, and its `registered` flag set, for as long as `self` exists.
-pub struct DeviceRegistration<T: AnonFileOperations> {
+pub struct DeviceRegistration<T: AnonFileDeviceOperations> {
     dev: &'static AnonFileDevice<T>,
 }
 
-impl<T: AnonFileOperations> Drop for DeviceRegistration<T> {
+impl<T: AnonFileDeviceOperations> Drop for DeviceRegistration<T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the device is registered, by us alone.
         unsafe { bindings::misc_deregister(self.dev.misc.get()) };
@@ -771,8 +779,11 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     ) -> c_long {
         // SAFETY: The file is open, so its inode is alive.
         let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
-        // SAFETY: The VFS holds a reference to the file for the duration of the call.  The
-        // operation does not use the file position, so `fdget_pos` users race with nothing here.
+        // SAFETY:
+        // * The VFS holds a reference to the file for the duration of the call.
+        // * `fallocate()` reaches us through `fdget()`, not `fdget_pos()`: there is no active
+        //   `fdget_pos` region on the file on this thread (as `miscdevice` argues for its file
+        //   operations).
         let f = unsafe { File::from_raw_file(file) };
         // SAFETY: The file is valid.
         match T::fallocate(data, f, unsafe { Self::mapping(file) }, mode, offset, len) {

@@ -120,6 +120,13 @@ impl Folio {
         unsafe { bindings::folio_test_uptodate(self.as_ptr()) }
     }
 
+    /// Returns whether any page of the folio is mapped into a page table.
+    #[inline]
+    pub fn is_mapped(&self) -> bool {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_mapped(self.as_ptr()) }
+    }
+
     /// Returns whether the folio holds a page with a hardware memory error.
     #[inline]
     pub fn is_hwpoison(&self) -> bool {
@@ -421,8 +428,8 @@ impl LockedFolio {
 /// not even the first page is.  To be called without locks that a fault on the source could
 /// need, before [`LockedFolio::copy_from_iter_atomic`].
 pub fn fault_in_readable(src: &mut IovIterSource<'_>, len: usize) -> usize {
-    // SAFETY: `src.as_raw()` is a valid iterator, which `fault_in_iov_iter_readable` only reads;
-    // it may sleep, and takes the `mmap_lock` of the current process for a user iterator.
+    // SAFETY: `src.as_raw()` is a valid iterator for the call, which `fault_in_iov_iter_readable`
+    // only reads (it faults the user pages in, and does not advance the iterator).
     unsafe { bindings::fault_in_iov_iter_readable(src.as_raw(), len) }
 }
 
@@ -459,8 +466,9 @@ unsafe impl Send for NewFolio {}
 impl NewFolio {
     /// Allocates an order-0 folio, following the current task's NUMA memory policy.
     pub fn alloc(flags: Flags) -> Result<Self> {
-        // SAFETY: Allocating has no preconditions besides a sleepable context for sleeping flags,
-        // which `Flags` callers choose.
+        // SAFETY: `folio_alloc` has no memory-safety precondition: any flags are valid (a
+        // sleeping allocation in atomic context is a bug `might_sleep` reports, as for
+        // `KBox::new`).
         let folio = unsafe { bindings::folio_alloc(flags.as_raw(), 0) };
         // INVARIANT: A successful allocation returns a folio owned only by us.
         NonNull::new(folio).map(Self).ok_or(ENOMEM)
@@ -574,16 +582,17 @@ fn check_range(size: usize, offset: usize, len: usize) -> Result {
     }
 }
 
-/// A folio that is being freed: it has left the page cache and its reference count is zero.
+/// A folio that has just left the page cache of a file (`free_folio`).
 ///
-/// This is what an address space's `free_folio` operation is handed.  Unlike [`Folio`] it cannot
-/// be turned into an [`ARef`]: taking a reference on a folio whose count is already zero would
-/// free it twice.
+/// This is what an address space's `free_folio` operation is handed: the page cache is about to
+/// drop its references.  Other references may remain (whoever removed the folio, a reader that
+/// found it earlier), so this is a notice that the folio left the file, not ownership of it.
+/// It cannot be turned into an [`ARef`] or have its contents touched.
 ///
 /// # Invariants
 ///
-/// A `&FreeingFolio` only exists during a `free_folio` call for that folio: the folio is not
-/// freed before the call returns, and nothing else uses it.
+/// A `&FreeingFolio` only exists during a `free_folio` call for that folio, which holds the page
+/// cache's references on it until it returns: the folio is valid for the call.
 #[repr(transparent)]
 pub struct FreeingFolio(Opaque<bindings::folio>);
 
@@ -603,7 +612,8 @@ impl FreeingFolio {
     /// Returns the size of the folio in bytes.
     #[inline]
     pub fn size(&self) -> usize {
-        // SAFETY: By the type invariant the folio is valid until `free_folio` returns.
+        // SAFETY: By the type invariant the folio is valid until `free_folio` returns, and its
+        // size does not change while it is.
         unsafe { bindings::folio_size(self.0.get()) }
     }
 }

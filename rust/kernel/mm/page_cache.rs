@@ -66,7 +66,8 @@ impl AddressSpace {
     ///
     /// A folio that is truncated while its lock is being taken is not returned.
     pub fn lock_folio(&self, index: usize) -> Option<LockedFolio> {
-        // SAFETY: The mapping is valid; this may sleep for the folio lock.
+        // SAFETY: The mapping is valid for the life of `self` (type invariant); the lookup
+        // takes its own reference on the folio it returns.
         let folio = unsafe { bindings::filemap_lock_folio(self.as_ptr(), index) };
         let folio = NonNull::new(from_err_ptr(folio).ok()?)?;
         // SAFETY: `filemap_lock_folio` returns a folio that is locked, still in this mapping,
@@ -131,12 +132,20 @@ impl AddressSpace {
     }
 
     /// Removes a locked folio from this page cache.
+    ///
+    /// Fails with `EINVAL` if the folio is not in this page cache, and with `EBUSY` if it is
+    /// mapped: a mapped folio leaves the page cache by truncation, which unmaps it first.
     pub fn remove_folio(&self, folio: &LockedFolio) -> Result {
         if !folio.belongs_to(self) {
             return Err(EINVAL);
         }
-        // SAFETY: The folio is locked and in this page cache; we hold a reference, so it is not
-        // freed by the removal.
+        if folio.is_mapped() {
+            return Err(EBUSY);
+        }
+        // SAFETY: The folio is locked (so it stays in this page cache, as checked), and not
+        // mapped: page tables map folios of a page cache only with the folio locked
+        // (`filemap_map_pages` trylocks, faults lock), so none can be added meanwhile.  We hold
+        // a reference, so the removal does not free it.
         unsafe { bindings::filemap_remove_folio(folio.as_ptr()) };
         Ok(())
     }
@@ -211,7 +220,10 @@ impl InvalidateGuard<'_> {
         let Ok(start) = i64::try_from(start) else {
             return;
         };
-        // SAFETY: The mapping is valid; this may sleep, which holding an rwsem allows.
+        // SAFETY: The mapping is valid while the guard borrows it.  The invalidate lock, held
+        // for writing (type invariant), keeps faults, writes and fallocate from adding folios to
+        // the range while it is truncated, as `truncate_inode_pages_range()` requires of its
+        // callers; the range is within `loff_t` (checked above).
         unsafe {
             bindings::truncate_inode_pages_range(
                 self.mapping.as_ptr(),
