@@ -269,13 +269,6 @@ TEST_F(memcg, zero_fill_fault_charged_to_faulter)
 
 /* ---- NUMA ---- */
 
-static long bind_to(void *addr, size_t len, int node)
-{
-	unsigned long mask = 1UL << node;
-
-	return syscall(__NR_mbind, addr, len, MPOL_BIND, &mask, sizeof(mask) * 8, 0);
-}
-
 /* The policy of the page mapped at @addr: its mode, and its nodes in *@nodes. */
 static int policy_at(void *addr, unsigned long *nodes)
 {
@@ -285,16 +278,6 @@ static int policy_at(void *addr, unsigned long *nodes)
 	if (syscall(__NR_get_mempolicy, &mode, nodes, sizeof(*nodes) * 8, addr, MPOL_F_ADDR))
 		return -errno;
 	return mode;
-}
-
-/* Binds the calling task to @node (-1: back to the default policy). */
-static long task_bind(int node)
-{
-	unsigned long mask = 1UL << (node < 0 ? 0 : node);
-
-	if (node < 0)
-		return syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0);
-	return syscall(__NR_set_mempolicy, MPOL_BIND, &mask, sizeof(mask) * 8);
 }
 
 FIXTURE(numa)

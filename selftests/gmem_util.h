@@ -35,6 +35,7 @@
 #include <linux/falloc.h>
 #include <linux/kvm.h>
 #include <linux/magic.h>
+#include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
 
 #include "kselftest.h"
@@ -762,6 +763,24 @@ static inline int num_nodes(void)
 			return n;
 		n++;
 	}
+}
+
+/* Binds the range @addr..@addr+@len (its file's range, for a shared file) to @node. */
+static inline long bind_to(void *addr, size_t len, int node)
+{
+	unsigned long mask = 1UL << node;
+
+	return syscall(__NR_mbind, addr, len, MPOL_BIND, &mask, sizeof(mask) * 8, 0);
+}
+
+/* Binds the calling task to @node (-1: back to the default policy). */
+static inline long task_bind(int node)
+{
+	unsigned long mask = 1UL << (node < 0 ? 0 : node);
+
+	if (node < 0)
+		return syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+	return syscall(__NR_set_mempolicy, MPOL_BIND, &mask, sizeof(mask) * 8);
 }
 
 /* The node of the page mapped at @addr (move_pages in query mode), or -errno. */

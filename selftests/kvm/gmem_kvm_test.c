@@ -11,7 +11,6 @@
 #include <asm/kvm_para.h>
 #include <asm/pvclock-abi.h>
 #include <linux/falloc.h>
-#include <linux/mempolicy.h>
 #include <sys/syscall.h>
 
 #include "kvm_util.h"
@@ -565,17 +564,16 @@ TEST(vcpu_fault_follows_file_policy)
 	if (num_nodes() < 2)
 		SKIP(return, "needs two NUMA nodes, the system has %d", num_nodes());
 	for (node = 0; node < 2; node++) {
-		unsigned long mask = 1UL << node, other = 1UL << !node;
 		struct kvm_vcpu *vcpu;
 		struct kvm_vm *vm = vm_create_with_one_vcpu(&vcpu, guest_read_one);
 		char *mem;
 		int fd = add_gmem_slot(vm, NPAGES * PG, &mem);
 
-		ASSERT_EQ(syscall(__NR_mbind, mem, NPAGES * PG, MPOL_BIND, &mask, 64, 0), 0);
-		ASSERT_EQ(syscall(__NR_set_mempolicy, MPOL_BIND, &other, 64), 0);
+		ASSERT_EQ(bind_to(mem, NPAGES * PG, node), 0);
+		ASSERT_EQ(task_bind(!node), 0);
 		vcpu_args_set(vcpu, 1, GMEM_GPA);
 		run_to_done(vcpu);
-		ASSERT_EQ(syscall(__NR_set_mempolicy, MPOL_DEFAULT, NULL, 0), 0);
+		ASSERT_EQ(task_bind(-1), 0);
 		/* Map the page KVM allocated, to ask where it is. */
 		ASSERT_EQ(READ_ONCE(*mem), 0);
 		EXPECT_EQ(page_node(mem), node);
