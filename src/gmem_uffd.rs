@@ -326,10 +326,8 @@ impl AnonFileOperations for Gmem {
     }
 
     fn release(_data: &Gmem, file: &ReleasingFile<'_>) {
-        // A file of a VM: its memslots lose it first.
-        kvm_gmem::release(file);
-        // No mapping is left (each holds the file): free every folio now.
-        file.mapping().invalidate_lock().truncate_range(..);
+        // Nothing maps the file any more, no VM either: free every folio now.
+        file.truncate();
         FILES.add(-1, Relaxed);
     }
 
@@ -475,8 +473,7 @@ impl AnonFileOperations for Gmem {
             let guard = mapping.invalidate_lock();
             // The guest loses the range first (a file of a VM), then every mapping; the folios
             // are freed.
-            let _kvm = kvm_gmem::Invalidation::begin(file, &guard, pages)?;
-            guard.truncate_range(offset as u64..end as u64);
+            kvm_gmem::Invalidation::begin(file, &guard, pages)?.truncate();
             return Ok(());
         }
         if end > mapping.size() {
@@ -616,22 +613,16 @@ impl UffdOperations for Gmem {
         _data: &Gmem,
         mapping: &AddressSpace,
         folio: UffdNewFolio<'a>,
-        vma: &VmaRef,
-        addr: usize,
     ) -> Result<UffdFolioAdded<'a>> {
-        let index = vma.file_pgoff(addr);
-        if index >= mapping.nr_pages() {
+        if folio.index() >= mapping.nr_pages() {
             return Err(EFAULT);
         }
         let _inval = mapping.invalidate_lock_shared();
-        let folio = folio.add(mapping, index, GMEM_GFP)?;
+        // If core mm cannot map it, it leaves the page cache again; `free_folio` then adjusts
+        // the count.
+        let folio = folio.insert(GMEM_GFP)?;
         added(&folio);
         Ok(folio)
-    }
-
-    fn filemap_remove(_data: &Gmem, mapping: &AddressSpace, folio: &LockedFolio, _vma: &VmaRef) {
-        // Undoes `filemap_add`; `free_folio` adjusts the count.
-        let _ = mapping.remove_folio(folio);
     }
 }
 

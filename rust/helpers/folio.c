@@ -82,10 +82,17 @@ __rust_helper struct page *rust_helper_folio_file_page(struct folio *folio,
 	return folio_file_page(folio, index);
 }
 
-__rust_helper void *rust_helper_kmap_local_folio(const struct folio *folio,
-						 size_t offset)
+__rust_helper void rust_helper_memcpy_from_folio(char *to, struct folio *folio,
+						 size_t offset, size_t len)
 {
-	return kmap_local_folio(folio, offset);
+	memcpy_from_folio(to, folio, offset, len);
+}
+
+__rust_helper void rust_helper_memcpy_to_folio(struct folio *folio,
+					       size_t offset, const char *from,
+					       size_t len)
+{
+	memcpy_to_folio(folio, offset, from, len);
 }
 
 __rust_helper void rust_helper_folio_zero_range(struct folio *folio,

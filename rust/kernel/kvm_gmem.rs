@@ -6,11 +6,12 @@
 //! [`Registration`] of its [`Backend`]; while it lives, `KVM_CREATE_GUEST_MEMFD` on any VM
 //! creates the file with [`Backend::create`].  KVM keeps what concerns the VM (the file pins
 //! the VM; memslot bindings; stage-2 invalidation) and finds the file's pages with
-//! [`Backend::get_folio`].  The driver keeps KVM informed:
+//! [`Backend::get_folio`].  KVM stays informed:
 //!
-//! - its `release` calls [`release`] first, which detaches the file from the VM;
-//! - every removal of folios from the page cache (a hole punch) happens inside an
-//!   [`Invalidation`] of the range, so that KVM zaps the guest's mappings of them first.
+//! - a file is detached from its VM when it is released, before the driver's
+//!   [`AnonFileOperations::release`] runs;
+//! - folios that a guest may map leave the page cache (a hole punch) only through an
+//!   [`Invalidation`] of their range, which has KVM zap the guest's mappings of them first.
 //!
 //! C header: [`include/linux/kvm_gmem_backend.h`](srctree/include/linux/kvm_gmem_backend.h)
 
@@ -75,8 +76,8 @@ pub trait Backend: AnonFileOperations {
 /// bound to the file lose it (their stage-2 mappings are zapped), and the file's reference on
 /// the VM is dropped.  Does nothing for a file KVM did not create.
 ///
-/// A [`Backend`]'s [`AnonFileOperations::release`] calls it first.
-pub fn release(file: &ReleasingFile<'_>) {
+/// The `release` of every [`PseudoFs`] file calls it before the driver's.
+pub(crate) fn release(file: &ReleasingFile<'_>) {
     // SAFETY: The file is valid and being released (type invariant of `ReleasingFile`): no one
     // can reach it through a memslot any more but KVM itself, which this detaches under its own
     // locks.  The call does nothing for a file whose `private_data` KVM did not set, and clears
@@ -84,23 +85,25 @@ pub fn release(file: &ReleasingFile<'_>) {
     unsafe { bindings::kvm_gmem_backend_release(file.as_ptr()) };
 }
 
-/// The removal of the folios of a range of pages of a file from its page cache, as far as KVM
-/// is concerned: while it lives, KVM has zapped the guest's mappings of the range and keeps
-/// stage-2 faults on it from completing (`kvm_gmem_backend_invalidate_begin`); dropping it ends
-/// that (`kvm_gmem_backend_invalidate_end`).  Does nothing for a file KVM did not create.
+/// The removal of the folios of a range of pages of a file from its page cache.
+///
+/// For a file KVM created, KVM has zapped the guest's mappings of the range while it lives and
+/// keeps stage-2 faults on it from completing (`kvm_gmem_backend_invalidate_begin`); dropping
+/// it ends that (`kvm_gmem_backend_invalidate_end`).  For any other file there is no guest to
+/// tell.  Either way it is what [`Invalidation::truncate`] needs.
 ///
 /// It borrows the exclusive invalidate lock of the file's mapping, which keeps the file's
 /// memslot bindings stable from begin to end, as KVM requires.
 ///
 /// # Invariants
 ///
-/// `kvm_gmem_backend_invalidate_begin(file, start, end)` was called with the invalidate lock
-/// of the file's mapping held for writing, which stays held while `self` lives.
+/// `kvm_gmem_backend_invalidate_begin(file, start, end)` was called with `guard`, the
+/// invalidate lock of the file's mapping held for writing, which stays held while `self` lives.
 pub struct Invalidation<'a> {
     file: &'a File,
+    guard: &'a InvalidateGuard<'a>,
     start: usize,
     end: usize,
-    _lock: PhantomData<&'a ()>,
 }
 
 impl<'a> Invalidation<'a> {
@@ -109,7 +112,7 @@ impl<'a> Invalidation<'a> {
     /// range is empty.
     pub fn begin(
         file: &'a File,
-        guard: &'a InvalidateGuard<'_>,
+        guard: &'a InvalidateGuard<'a>,
         pages: Range<usize>,
     ) -> Result<Self> {
         // SAFETY: `file` is valid, and so is its `f_mapping`.
@@ -125,10 +128,23 @@ impl<'a> Invalidation<'a> {
         // INVARIANT: Begun with the lock held, which `guard` keeps held while we borrow it.
         Ok(Self {
             file,
+            guard,
             start: pages.start,
             end: pages.end,
-            _lock: PhantomData,
         })
+    }
+
+    /// Unmaps the pages of the range from every userspace mapping and removes their folios
+    /// from the page cache, which frees them once nothing else holds them.
+    pub fn truncate(&self) {
+        let page = crate::page::PAGE_SIZE as u64;
+        let Some(start) = (self.start as u64).checked_mul(page) else {
+            return;
+        };
+        match (self.end as u64).checked_mul(page) {
+            Some(end) => self.guard.truncate_range(start..end),
+            None => self.guard.truncate_range(start..),
+        }
     }
 }
 
@@ -218,7 +234,13 @@ impl<T: Backend> Registration<T> {
             // KVM maps the folio's page into the guest and drops its reference, relying on
             // the page cache's reference and on invalidation before removal: only a folio of
             // this file's page cache at `index` may be handed over.
-            Ok(folio) if folio.holds(mapping, index) => folio.into_raw().as_ptr(),
+            // Only an up-to-date folio: what is not up to date may leave the page cache without
+            // an invalidation (`AddressSpace::remove_folio`).  KVM refuses to map a poisoned one.
+            Ok(folio)
+                if folio.holds(mapping, index) && (folio.is_uptodate() || folio.is_hwpoison()) =>
+            {
+                folio.into_raw().as_ptr()
+            }
             Ok(_) => EIO.to_ptr(),
             Err(e) => e.to_ptr(),
         }

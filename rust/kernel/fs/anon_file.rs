@@ -408,7 +408,7 @@ impl<T: AnonFileOperations> PseudoFs<T> {
 /// # Invariants
 ///
 /// `file` is a file created by [`PseudoFs::new_file`], being released by its `release`
-/// operation, valid for `'a`.
+/// operation, valid for `'a`, the only file of its inode, and no longer attached to a VM.
 pub struct ReleasingFile<'a> {
     file: NonNull<bindings::file>,
     _p: PhantomData<&'a ()>,
@@ -424,6 +424,14 @@ impl ReleasingFile<'_> {
     /// The raw file.
     pub fn as_ptr(&self) -> *mut bindings::file {
         self.file.as_ptr()
+    }
+
+    /// Removes every folio from the file's page cache, which frees them once nothing else holds
+    /// them.
+    pub fn truncate(&self) {
+        // Nothing maps the file any more: a mapping holds its file, the only one of the inode,
+        // and KVM has detached it from its VM (type invariant).
+        self.mapping().invalidate_lock().truncate_range(..);
     }
 }
 
@@ -683,12 +691,16 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: The file, and so its inode, is valid until this returns.
         let data = unsafe { AnonInode::<T::Data>::data((*file).f_inode) };
-        // INVARIANT: The file is being released, and valid until this returns.
         let releasing = ReleasingFile {
             // SAFETY: The VFS passes a valid file.
             file: unsafe { NonNull::new_unchecked(file) },
             _p: PhantomData,
         };
+        // A file KVM created loses its VM first, as KVM's own files do.
+        #[cfg(CONFIG_KVM_GUEST_MEMFD)]
+        crate::kvm_gmem::release(&releasing);
+        // INVARIANT: The file is being released, and valid until this returns; `new_file` gave
+        // it an inode of its own; it is no longer attached to a VM.
         T::release(data, &releasing);
         // SAFETY: The file was created by `create_file`, which gave it a pin; `__fput()` still
         // holds the file's own reference on the mount.

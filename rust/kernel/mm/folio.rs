@@ -201,16 +201,16 @@ impl Folio {
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result {
         check_range(self.size(), offset, buf.len())?;
         if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
-            // `kmap_local_folio` maps one page at a time.
             return Err(EINVAL);
         }
         // SAFETY: The range is within one page of the folio, which our reference keeps alive;
-        // `buf` is valid for writes of its length and does not overlap the folio's mapping.
+        // `buf` is valid for writes of its length and is not the folio's memory.  The copy is
+        // C's `memcpy_from_folio()`, like `copy_to_iter`: a concurrent write to the folio (by
+        // the lock owner, or through a user mapping) makes it see old or new bytes, as the C
+        // memory model allows for page contents, and never touches Rust-owned memory.
         unsafe {
-            let src = bindings::kmap_local_folio(self.as_ptr(), offset).cast::<u8>();
-            core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len());
-            bindings::kunmap_local(src.cast());
-        }
+            bindings::memcpy_from_folio(buf.as_mut_ptr().cast(), self.as_ptr(), offset, buf.len())
+        };
         Ok(())
     }
 }
@@ -357,15 +357,14 @@ impl LockedFolio {
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result {
         check_range(self.size(), offset, data.len())?;
         if offset % PAGE_SIZE + data.len() > PAGE_SIZE {
-            // `kmap_local_folio` maps one page at a time.
             return Err(EINVAL);
         }
-        // SAFETY: The range is within one page of the folio, which we hold locked.
+        // SAFETY: The range is within one page of the folio, which we hold locked, so no other
+        // kernel writer changes it; `data` is valid for reads of its length.  A user mapping may
+        // write concurrently: the copy is C's `memcpy_to_folio()`, as for `read_bytes`.
         unsafe {
-            let dst = bindings::kmap_local_folio(self.as_ptr(), offset).cast::<u8>();
-            core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
-            bindings::kunmap_local(dst.cast());
-        }
+            bindings::memcpy_to_folio(self.as_ptr(), offset, data.as_ptr().cast(), data.len())
+        };
         Ok(())
     }
 

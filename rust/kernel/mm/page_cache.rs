@@ -131,28 +131,46 @@ impl AddressSpace {
         Ok(unsafe { LockedFolio::from_raw(folio.into_raw()) })
     }
 
-    /// Removes a locked folio from this page cache.
+    /// Removes a locked folio that is not up to date from this page cache: a page that a
+    /// `write()` began to fill and gave up on, for example.
     ///
-    /// Fails with `EINVAL` if the folio is not in this page cache, and with `EBUSY` if it is
-    /// mapped: a mapped folio leaves the page cache by truncation, which unmaps it first.
+    /// Fails with `EINVAL` if the folio is not in this page cache, and with `EBUSY` if it is up
+    /// to date or mapped.  Only up-to-date folios are mapped, by userspace (the fault and
+    /// `UFFDIO_CONTINUE` paths check, `filemap_map_pages()` too) or by a guest (KVM's
+    /// `get_folio` path checks): such a folio leaves the page cache by truncation, under a
+    /// [`kvm_gmem::Invalidation`](crate::kvm_gmem::Invalidation) of its range.
     pub fn remove_folio(&self, folio: &LockedFolio) -> Result {
         if !folio.belongs_to(self) {
             return Err(EINVAL);
         }
-        if folio.is_mapped() {
+        if folio.is_uptodate() || folio.is_mapped() {
             return Err(EBUSY);
         }
-        // SAFETY: The folio is locked (so it stays in this page cache, as checked), and not
-        // mapped: page tables map folios of a page cache only with the folio locked
-        // (`filemap_map_pages` trylocks, faults lock), so none can be added meanwhile.  We hold
-        // a reference, so the removal does not free it.
+        // SAFETY: The folio is locked (so it stays in this page cache, as checked, and is not
+        // marked up to date by anyone else).  Not being up to date, it was never mapped into a
+        // guest, and it is not mapped by userspace: page tables map folios of a page cache only
+        // with the folio locked (`filemap_map_pages` trylocks, faults lock), so none can be
+        // added meanwhile.  We hold a reference, so the removal does not free it.
         unsafe { bindings::filemap_remove_folio(folio.as_ptr()) };
         Ok(())
     }
 
+    /// Removes a folio that was added to this page cache and never unlocked since.
+    ///
+    /// # Safety
+    ///
+    /// `folio` must have been added to this page cache by [`AddressSpace::add_folio`], and have
+    /// stayed locked since: nothing can have mapped it.
+    pub(crate) unsafe fn remove_new_folio(&self, folio: &LockedFolio) {
+        // SAFETY: The folio is in this page cache and locked; nothing maps it, neither userspace
+        // nor a guest, which both need the folio lock to find it (the caller guarantees).  We
+        // hold a reference, so the removal does not free it.
+        unsafe { bindings::filemap_remove_folio(folio.as_ptr()) };
+    }
+
     /// Takes the invalidate lock for writing; it excludes page cache population by faults,
     /// fallocate and writes (which take it for reading) while folios are removed.  The guard
-    /// is what [`InvalidateGuard::truncate_range`] requires.
+    /// is what a [`kvm_gmem::Invalidation`](crate::kvm_gmem::Invalidation) requires.
     pub fn invalidate_lock(&self) -> InvalidateGuard<'_> {
         // SAFETY: The mapping is valid.
         unsafe { bindings::down_write(&raw mut (*self.as_ptr()).invalidate_lock) };
@@ -200,7 +218,12 @@ impl InvalidateGuard<'_> {
     ///
     /// Pages partially covered are zeroed in the covered part.  Holding the invalidate lock
     /// for writing (`self`) keeps faults from bringing pages back in the meantime.
-    pub fn truncate_range(&self, range: impl RangeBounds<u64>) {
+    ///
+    /// Drivers truncate through [`kvm_gmem::Invalidation::truncate`] (or release their file),
+    /// so that a guest loses the pages first.
+    ///
+    /// [`kvm_gmem::Invalidation::truncate`]: crate::kvm_gmem::Invalidation::truncate
+    pub(crate) fn truncate_range(&self, range: impl RangeBounds<u64>) {
         let start = match range.start_bound() {
             Bound::Included(&s) => s,
             Bound::Excluded(&s) => s.saturating_add(1),

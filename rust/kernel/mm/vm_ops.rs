@@ -108,18 +108,18 @@ pub trait VmOperations: Sized + 'static {
     type Data: Send + Sync + 'static;
 
     /// Returns whether core mm may map the up-to-date folios of the file's page cache without
-    /// calling [`VmOperations::fault`], as it does for page-cache backed files and shmem
-    /// (`->map_pages` is then `filemap_map_pages()`).
+    /// calling [`VmOperations::fault`], as it does for page-cache backed files and shmem.
     ///
-    /// Core mm asks on read faults, before `fault`: it then maps the up-to-date folios it finds
-    /// at and around the faulting page (fault-around, which userfaultfd turns off for VMAs
-    /// registered for MINOR faults), and calls `fault` only if the faulting page was not among
-    /// them.  Return `true` only if every folio of the page cache that is up to date may be
-    /// mapped as it is.
+    /// Asked once per mapping, when it is set up.  If `true`, the mapping's `->map_pages` is
+    /// `filemap_map_pages()`: on read faults, before `fault`, core mm maps the up-to-date folios
+    /// it finds at and around the faulting page (fault-around, which userfaultfd turns off for
+    /// VMAs registered for MINOR faults), and calls `fault` only if the faulting page was not
+    /// among them.  Return `true` only if every folio of the page cache that is up to date may
+    /// be mapped as it is, for as long as the mapping lives.
     ///
-    /// Implementing this, even to return `false`, also tells core mm that `fault` does not need
-    /// the mmap lock: it is then called under the per-VMA lock, where without it core mm
-    /// retries every fault under the mmap lock (`vmf_can_call_fault()`).
+    /// A mapping with `->map_pages` also has `fault` called under the per-VMA lock; without
+    /// it (not implemented, or `false`) core mm retries every fault under the mmap lock
+    /// (`vmf_can_call_fault()`).
     fn may_map_pages(_data: &Self::Data) -> bool {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -165,20 +165,17 @@ pub trait UffdOperations: VmOperations {
     fn alloc_folio(data: &Self::Data, vma: &VmaRef, addr: usize) -> Result<NewFolio>;
 
     /// Adds a folio returned by [`UffdOperations::alloc_folio`], now filled and up to date, to
-    /// the page cache at the offset of `addr`, with [`UffdNewFolio::add`].
+    /// the page cache `mapping` at the page core mm maps it to ([`UffdNewFolio::index`]), with
+    /// [`UffdNewFolio::insert`].
     ///
     /// The folio can only be added by that call, which is what lets core mm map it: returning
-    /// `Ok` is only possible with the [`UffdFolioAdded`] it returns.
+    /// `Ok` is only possible with the [`UffdFolioAdded`] it returns.  If core mm then cannot
+    /// map it, the folio leaves the page cache again before anything else can see it.
     fn filemap_add<'a>(
         data: &Self::Data,
         mapping: &AddressSpace,
         folio: UffdNewFolio<'a>,
-        vma: &VmaRef,
-        addr: usize,
     ) -> Result<UffdFolioAdded<'a>>;
-
-    /// Undoes [`UffdOperations::filemap_add`] when the folio could not be mapped.
-    fn filemap_remove(data: &Self::Data, mapping: &AddressSpace, folio: &LockedFolio, vma: &VmaRef);
 }
 
 /// Where [`UffdOperations::filemap_add`]'s folio is: owned by the caller of the callback
@@ -194,9 +191,12 @@ enum FolioSlot {
 ///
 /// # Invariants
 ///
-/// `slot` holds [`FolioSlot::New`] with the folio core mm allocated for this call.
+/// `slot` holds [`FolioSlot::New`] with the folio core mm allocated for this call, which core
+/// mm maps at page `index` of the file whose page cache is `mapping`.
 pub struct UffdNewFolio<'a> {
     slot: &'a mut FolioSlot,
+    mapping: &'a AddressSpace,
+    index: usize,
 }
 
 /// Proof that the folio of a [`UffdNewFolio`] was added to a page cache.
@@ -207,22 +207,23 @@ pub struct UffdNewFolio<'a> {
 pub struct UffdFolioAdded<'a>(&'a LockedFolio);
 
 impl<'a> UffdNewFolio<'a> {
-    /// Adds the folio to `mapping` at `index`, returning it locked.
+    /// The index in the file of the page core mm maps the folio to.
+    #[inline]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Adds the folio to the file's page cache at [`UffdNewFolio::index`], returning it locked.
     ///
     /// On failure the folio stays here and the error is returned (`EEXIST` if another folio is
-    /// at `index`).
-    pub fn add(
-        self,
-        mapping: &AddressSpace,
-        index: usize,
-        gfp: Flags,
-    ) -> Result<UffdFolioAdded<'a>> {
+    /// at that index).
+    pub fn insert(self, gfp: Flags) -> Result<UffdFolioAdded<'a>> {
         let slot = self.slot;
         let FolioSlot::New(new) = core::mem::replace(slot, FolioSlot::Taken) else {
             // Not reached: by the type invariant the slot holds a new folio.
             return Err(EINVAL);
         };
-        *slot = match mapping.add_folio(new, index, gfp) {
+        *slot = match self.mapping.add_folio(new, self.index, gfp) {
             Ok(locked) => FolioSlot::Added(locked),
             Err((e, new)) => {
                 *slot = FolioSlot::New(new);
@@ -301,28 +302,6 @@ impl<T: VmOperations> VmOpsTable<T> {
 
     /// # Safety
     ///
-    /// Called by core mm as `->map_pages` of a VMA set up by [`VmaNew::set_vm_ops`], with the
-    /// VMA read lock (or the mmap lock) held.
-    unsafe extern "C" fn map_pages(
-        vmf: *mut bindings::vm_fault,
-        start_pgoff: c_ulong,
-        end_pgoff: c_ulong,
-    ) -> bindings::vm_fault_t {
-        // SAFETY: `vmf` is valid for the duration of `->map_pages`.
-        let fault = unsafe { &*vmf.cast::<VmFault>() };
-        // SAFETY: The VMA was set up by `set_vm_ops`, whose caller guarantees the file data.
-        let (data, _) = unsafe { vma_data::<T>(fault.vma().as_ptr()) };
-        if !T::may_map_pages(data) {
-            // Nothing mapped: core mm calls `->fault`.
-            return 0;
-        }
-        // SAFETY: Called as `->map_pages` with the arguments core mm gave us; the driver
-        // vouches that its up-to-date folios may be mapped as they are.
-        unsafe { bindings::filemap_map_pages(vmf, start_pgoff, end_pgoff) }
-    }
-
-    /// # Safety
-    ///
     /// Called by core mm as `->set_policy` of a VMA set up by [`VmaNew::set_vm_ops`], from
     /// `mbind()` with the mmap lock held for writing.
     #[cfg(CONFIG_NUMA)]
@@ -385,25 +364,30 @@ impl<T: VmOperations> VmOpsTable<T> {
         None
     };
 
-    /// `->map_pages`, if the driver implements [`VmOperations::may_map_pages`].
-    #[allow(clippy::type_complexity)]
-    const MAP_PAGES: Option<
-        unsafe extern "C" fn(*mut bindings::vm_fault, c_ulong, c_ulong) -> bindings::vm_fault_t,
-    > = if T::HAS_MAY_MAP_PAGES {
-        Some(Self::map_pages)
-    } else {
-        None
-    };
+    /// The operations of a mapping, with `->map_pages` or without.
+    const fn vtable(map_pages: bool) -> bindings::vm_operations_struct {
+        bindings::vm_operations_struct {
+            fault: Some(Self::fault),
+            map_pages: if map_pages {
+                Some(bindings::filemap_map_pages)
+            } else {
+                None
+            },
+            #[cfg(CONFIG_NUMA)]
+            set_policy: Self::SET_POLICY,
+            #[cfg(CONFIG_NUMA)]
+            get_policy: Self::GET_POLICY,
+            ..pin_init::zeroed()
+        }
+    }
 
-    const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
-        fault: Some(Self::fault),
-        map_pages: Self::MAP_PAGES,
-        #[cfg(CONFIG_NUMA)]
-        set_policy: Self::SET_POLICY,
-        #[cfg(CONFIG_NUMA)]
-        get_policy: Self::GET_POLICY,
-        ..pin_init::zeroed()
-    };
+    const VTABLE: bindings::vm_operations_struct = Self::vtable(false);
+    const VTABLE_MAP_PAGES: bindings::vm_operations_struct = Self::vtable(true);
+
+    /// Whether a new mapping of the file whose data is `data` may map pages without `fault`.
+    fn map_pages(data: &T::Data) -> bool {
+        T::HAS_MAY_MAP_PAGES && T::may_map_pages(data)
+    }
 }
 
 struct UffdOpsTable<T>(PhantomData<T>);
@@ -482,12 +466,17 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         let new = unsafe { NewFolio::from_raw(NonNull::new_unchecked(folio)) };
         // SAFETY: Core mm calls this with the VMA valid and locked.
         let (data, mapping) = unsafe { vma_data::<T>(vma) };
-        let mut slot = FolioSlot::New(new);
-        // INVARIANT: The slot holds the new folio.
-        let arg = UffdNewFolio { slot: &mut slot };
         // SAFETY: As above.
-        let vma = unsafe { VmaRef::from_raw(vma) };
-        let res = T::filemap_add(data, mapping, arg, vma, addr).map(|_| ());
+        let index = unsafe { VmaRef::from_raw(vma) }.file_pgoff(addr);
+        let mut slot = FolioSlot::New(new);
+        // INVARIANT: The slot holds the new folio, which core mm maps at `addr`, page `index` of
+        // the file of `mapping`.
+        let arg = UffdNewFolio {
+            slot: &mut slot,
+            mapping,
+            index,
+        };
+        let res = T::filemap_add(data, mapping, arg).map(|_| ());
         match (res, slot) {
             // Core mm keeps the reference and unlocks the folio once it is mapped.
             (Ok(()), FolioSlot::Added(locked)) => {
@@ -496,7 +485,8 @@ impl<T: UffdOperations> UffdOpsTable<T> {
             }
             (res, FolioSlot::Added(locked)) => {
                 // Added, but the callback failed: undo, so that nothing maps it.
-                let _ = mapping.remove_folio(&locked);
+                // SAFETY: `UffdNewFolio::insert` added it to `mapping`, and it has stayed locked.
+                unsafe { mapping.remove_new_folio(&locked) };
                 let _ = ARef::into_raw(locked.unlock());
                 res.err().unwrap_or(EINVAL).to_errno()
             }
@@ -504,26 +494,27 @@ impl<T: UffdOperations> UffdOpsTable<T> {
                 let _ = new.into_raw();
                 res.err().unwrap_or(EINVAL).to_errno()
             }
-            // Not reached: `UffdNewFolio::add` leaves the slot with a folio.
+            // Not reached: `UffdNewFolio::insert` leaves the slot with a folio.
             (_, FolioSlot::Taken) => EINVAL.to_errno(),
         }
     }
 
     /// # Safety
     ///
-    /// Called by core mm as `vm_uffd_ops->filemap_remove` with a folio [`Self::filemap_add`] added,
-    /// still locked, and the VMA, valid and locked.
+    /// Called by core mm as `vm_uffd_ops->filemap_remove` with a folio [`Self::filemap_add`]
+    /// added, still locked, which it could not map, and the VMA, valid and locked.
     unsafe extern "C" fn filemap_remove(
         folio: *mut bindings::folio,
         vma: *mut bindings::vm_area_struct,
     ) {
         // SAFETY: Core mm passes the folio `filemap_add` added, still locked, and holds a
-        // reference; both are lent to the callback, the lock is released below.
+        // reference; both are lent to us, the lock is released below.
         let locked = unsafe { LockedFolio::from_raw(NonNull::new_unchecked(folio)) };
         // SAFETY: Core mm calls this with the VMA valid and locked.
-        let (data, mapping) = unsafe { vma_data::<T>(vma) };
-        // SAFETY: As above.
-        T::filemap_remove(data, mapping, &locked, unsafe { VmaRef::from_raw(vma) });
+        let (_, mapping) = unsafe { vma_data::<T>(vma) };
+        // SAFETY: `filemap_add` added the folio to the page cache of the file `vma` maps, and it
+        // has stayed locked since: core mm could not map it.
+        unsafe { mapping.remove_new_folio(&locked) };
         // Unlock as the C contract asks; core mm drops its reference itself.
         let _ = ARef::into_raw(locked.unlock());
     }
@@ -537,14 +528,12 @@ impl<T: UffdOperations> UffdOpsTable<T> {
     };
 
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
-        fault: Some(VmOpsTable::<T>::fault),
-        map_pages: VmOpsTable::<T>::MAP_PAGES,
-        #[cfg(CONFIG_NUMA)]
-        set_policy: VmOpsTable::<T>::SET_POLICY,
-        #[cfg(CONFIG_NUMA)]
-        get_policy: VmOpsTable::<T>::GET_POLICY,
         uffd_ops: &Self::UFFD_VTABLE,
-        ..pin_init::zeroed()
+        ..VmOpsTable::<T>::vtable(false)
+    };
+    const VTABLE_MAP_PAGES: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        uffd_ops: &Self::UFFD_VTABLE,
+        ..VmOpsTable::<T>::vtable(true)
     };
 }
 
@@ -565,8 +554,15 @@ impl VmaNew {
     /// The inode of the file this VMA maps must be an [`AnonInode<T::Data>`] holding its data
     /// (a file of a [`PseudoFs`](crate::fs::anon_file::PseudoFs) whose data is `T::Data`).
     pub unsafe fn set_vm_ops<T: VmOperations>(&self) {
+        // SAFETY: The caller guarantees the file data.
+        let (data, _) = unsafe { vma_data::<T>(self.as_ptr()) };
+        let ops = if VmOpsTable::<T>::map_pages(data) {
+            &VmOpsTable::<T>::VTABLE_MAP_PAGES
+        } else {
+            &VmOpsTable::<T>::VTABLE
+        };
         // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
-        unsafe { (*self.as_ptr()).vm_ops = &VmOpsTable::<T>::VTABLE };
+        unsafe { (*self.as_ptr()).vm_ops = ops };
     }
 
     /// Makes `T` the operations of this new VMA, with userfaultfd support.
@@ -575,7 +571,14 @@ impl VmaNew {
     ///
     /// As for [`VmaNew::set_vm_ops`].
     pub unsafe fn set_vm_ops_uffd<T: UffdOperations>(&self) {
+        // SAFETY: The caller guarantees the file data.
+        let (data, _) = unsafe { vma_data::<T>(self.as_ptr()) };
+        let ops = if VmOpsTable::<T>::map_pages(data) {
+            &UffdOpsTable::<T>::VTABLE_MAP_PAGES
+        } else {
+            &UffdOpsTable::<T>::VTABLE
+        };
         // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
-        unsafe { (*self.as_ptr()).vm_ops = &UffdOpsTable::<T>::VTABLE };
+        unsafe { (*self.as_ptr()).vm_ops = ops };
     }
 }
