@@ -469,7 +469,10 @@ TEST_F(gmem_dev, create_bad_flags_or_reserved_einval)
 	int i;
 
 	EXPECT_EQ(-EINVAL, create_gmem(self->dev, page_size, GUEST_MEMFD_FLAG_INIT_SHARED));
-	for (i = 2; i < 64; i++) {
+	EXPECT_EQ(-EINVAL, create_gmem(self->dev, page_size,
+				       GUEST_MEMFD_FLAG_INIT_SHARED | GUEST_MEMFD_FLAG_NO_DIRECT_MAP));
+	/* Bit 2 is GUEST_MEMFD_FLAG_NO_DIRECT_MAP (gmem_secret_test). */
+	for (i = 3; i < 64; i++) {
 		bit = 1ULL << i;
 		EXPECT_EQ(-EINVAL, create_gmem(self->dev, page_size, bit)) TH_LOG("bit %d", i);
 		EXPECT_EQ(-EINVAL, create_gmem(self->dev, page_size, GMEM_SHARED | bit))

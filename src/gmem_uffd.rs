@@ -28,12 +28,12 @@ use kernel::{
             AnonFileDevice, AnonFileDeviceOperations, AnonFileOperations, DeviceRegistration,
             MmapArea, PseudoFs, ReleasingFile,
         },
-        file::File,
+        file::{File, LocalFile},
     },
     iov::{IovIterDest, IovIterSource},
     kvm_gmem::{self, Backend, Kvm},
     mm::{
-        folio::{fault_in_readable, FreeingFolio, LockedFolio, NewFolio},
+        folio::{fault_in_readable, Folio, FreeingFolio, LockedFolio, NewFolio},
         mempolicy::SharedPolicy,
         page_cache::{AddressSpace, NewAddressSpace},
         virt::{flags as vm_flags, vm_flags_t, VmaRef},
@@ -46,8 +46,9 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        new_mutex, Mutex,
     },
-    uaccess::{UserPtr, UserSlice},
+    uaccess::{UserPtr, UserSlice, UserSliceReader},
     uapi,
 };
 
@@ -75,6 +76,9 @@ const _: () = assert!(core::mem::size_of::<uapi::kvm_create_guest_memfd>() == 64
 const FLAG_MMAP: u64 = uapi::GUEST_MEMFD_FLAG_MMAP as u64;
 /// The memory starts shared with the host, so it can be faulted in.
 const FLAG_INIT_SHARED: u64 = uapi::GUEST_MEMFD_FLAG_INIT_SHARED as u64;
+/// The file's pages leave the kernel's direct map while they hold data (secret hiding).  The
+/// value of the posted upstream series, "KVM: guest_memfd: direct map removal".
+const FLAG_NO_DIRECT_MAP: u64 = 1 << 2;
 /// The largest guest memory file: 1 TiB.
 const MAX_SIZE: u64 = 1 << 40;
 /// The superblock magic of our pseudo file system ("GMUF").
@@ -120,6 +124,17 @@ struct GmemUffdModule {
     _kvm_files: debugfs::File<()>,
     #[pin]
     _kvm_folios: debugfs::File<()>,
+    #[pin]
+    _direct_map: debugfs::File<Mutex<DirectMapQuery>>,
+}
+
+/// The state of the debugfs file `direct_map`.
+struct DirectMapQuery {
+    /// The answer to the last query.
+    answer: i64,
+    /// The folio of the last query: held, so that whether it is in the direct map can be asked
+    /// again once it has left its file.
+    held: Option<ARef<Folio>>,
 }
 
 fn show_files(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -136,6 +151,50 @@ fn show_missing(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
 
 fn show_minor(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     writeln!(f, "{}", MINOR_EVENTS.load(Relaxed))
+}
+
+/// `direct_map`: the answer to the last query written to it.
+fn show_direct_map(
+    query: &Mutex<DirectMapQuery>,
+    f: &mut core::fmt::Formatter<'_>,
+) -> core::fmt::Result {
+    writeln!(f, "{}", query.lock().answer)
+}
+
+/// `direct_map`, a debugging aid for the tests of `GUEST_MEMFD_FLAG_NO_DIRECT_MAP`.  Writing
+/// "FD OFFSET" asks whether the kernel's direct map maps the page at byte OFFSET of the guest
+/// memory file FD (of the writer), and holds that page; "held" asks again for the page held,
+/// wherever it is now; "drop" lets it go.  Reading gives the answer: 1 if the direct map maps
+/// the page, 0 if not, -1 if there is no such page.
+fn query_direct_map(query: &Mutex<DirectMapQuery>, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let n = reader.len();
+    if n >= buf.len() {
+        return Err(EINVAL);
+    }
+    reader.read_slice(&mut buf[..n])?;
+    let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+    let mut words = text.split_whitespace();
+    let mut q = query.lock();
+    match (words.next(), words.next(), words.next()) {
+        (Some("held"), None, None) => {}
+        (Some("drop"), None, None) => q.held = None,
+        (Some(fd), Some(offset), None) => {
+            let fd: u32 = fd.parse().map_err(|_| EINVAL)?;
+            let offset: u64 = offset.parse().map_err(|_| EINVAL)?;
+            let file = LocalFile::fget(fd).map_err(|_| EBADF)?;
+            let mapping = GMEM_FS.mapping_of(&file).ok_or(EINVAL)?;
+            q.held = usize::try_from(offset / PAGE_SIZE as u64)
+                .ok()
+                .and_then(|index| mapping.get_folio(index));
+        }
+        _ => return Err(EINVAL),
+    }
+    q.answer = q
+        .held
+        .as_ref()
+        .map_or(-1, |folio| i64::from(folio.direct_map_present()));
+    Ok(())
 }
 
 fn show_kvm_files(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -165,6 +224,15 @@ impl kernel::InPlaceModule for GmemUffdModule {
             _minor <- dir.read_callback_file(c"minor_events", (), &show_minor),
             _kvm_files <- dir.read_callback_file(c"kvm_files", (), &show_kvm_files),
             _kvm_folios <- dir.read_callback_file(c"kvm_folios", (), &show_kvm_folios),
+            _direct_map <- dir.read_write_callback_file(
+                c"direct_map",
+                new_mutex!(DirectMapQuery {
+                    answer: 0,
+                    held: None,
+                }),
+                &show_direct_map,
+                &query_direct_map,
+            ),
             _debugfs: dir,
         })
     }
@@ -257,7 +325,7 @@ fn finish_io(pos: &mut i64, done: usize, len: usize) -> Result<usize> {
 fn make_uptodate(folio: &LockedFolio) -> Result {
     if !folio.is_uptodate() {
         folio.zero_range(0, folio.size())?;
-        folio.mark_uptodate();
+        folio.mark_uptodate()?;
     }
     Ok(())
 }
@@ -286,7 +354,7 @@ impl Gmem {
             .read()?;
         let (size, flags) = (args[0], args[1]);
         if args[2..].iter().any(|&r| r != 0)
-            || flags & !(FLAG_MMAP | FLAG_INIT_SHARED) != 0
+            || flags & !(FLAG_MMAP | FLAG_INIT_SHARED | FLAG_NO_DIRECT_MAP) != 0
             || (flags & FLAG_INIT_SHARED != 0 && flags & FLAG_MMAP == 0)
             || size == 0
             || size % PAGE_SIZE as u64 != 0
@@ -318,11 +386,14 @@ impl AnonFileDeviceOperations for GmemDevice {
 impl AnonFileOperations for Gmem {
     type Data = Gmem;
 
-    fn init_mapping(mapping: &NewAddressSpace<'_>) {
+    fn init_mapping(data: &Gmem, mapping: &NewAddressSpace<'_>) {
         // Guest memory has no backing store: reclaim must never take it.  It is not migrated
         // either (as KVM's guest_memfd): the pages stay where the guest put them.
         mapping.set_inaccessible();
         mapping.set_gfp_mask(GMEM_GFP);
+        if data.flags & FLAG_NO_DIRECT_MAP != 0 {
+            mapping.set_no_direct_map();
+        }
     }
 
     fn release(_data: &Gmem, file: &ReleasingFile<'_>) {
@@ -358,6 +429,7 @@ impl AnonFileOperations for Gmem {
         }
         let len = core::cmp::min(iov.len() as u64, size - start) as usize;
         let mut done = 0;
+        let mut bounce: Option<KVec<u8>> = None;
         for (index, offset, n) in page_pieces(start, len) {
             let copied = match mapping.get_folio(index) {
                 // A page with a hardware memory error: as shmem, a short read, or EIO.
@@ -367,7 +439,28 @@ impl AnonFileOperations for Gmem {
                     }
                     break;
                 }
-                Some(folio) if folio.is_uptodate() => folio.copy_to_iter(offset, n, iov)?,
+                Some(folio) if folio.is_uptodate() && mapping.has_direct_map() => {
+                    folio.copy_to_iter(offset, n, iov)?
+                }
+                // Out of the direct map: copied locked, through a bounce page.
+                Some(folio) if folio.is_uptodate() => {
+                    let page = match &mut bounce {
+                        Some(page) => page,
+                        None => bounce.insert(KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?),
+                    };
+                    let buf = &mut page[..n];
+                    let locked = Folio::lock(folio);
+                    // A page punched meanwhile reads as the hole it now is.
+                    if locked.belongs_to(mapping) {
+                        locked.read_bytes(offset, buf)?;
+                    } else {
+                        buf.fill(0);
+                    }
+                    drop(locked);
+                    let copied = iov.copy_to_iter(buf);
+                    buf.fill(0);
+                    copied
+                }
                 // A hole, or a page whose first write is still in progress: zeros.
                 _ => iov.copy_to_iter(&ZEROS[..n]),
             };
@@ -421,7 +514,11 @@ impl AnonFileOperations for Gmem {
                     folio.zero_range(0, offset)?;
                     folio.zero_range(offset + copied, folio.size() - offset - copied)?;
                     // Only now may faults, reads and UFFDIO_CONTINUE see the page.
-                    folio.mark_uptodate();
+                    if let Err(e) = folio.mark_uptodate() {
+                        // Could not leave the direct map: leave the hole it was.
+                        mapping.remove_folio(&folio)?;
+                        return Err(e);
+                    }
                 }
                 Ok(copied)
             })();
@@ -570,10 +667,14 @@ impl VmOperations for Gmem {
         }
         new.zero();
         match insert(mapping, new, index) {
-            Ok(folio) => {
-                folio.mark_uptodate();
-                FaultResult::Folio(folio)
-            }
+            Ok(folio) => match folio.mark_uptodate() {
+                Ok(()) => FaultResult::Folio(folio),
+                // Could not leave the direct map: leave the hole it was.
+                Err(_) => {
+                    let _ = mapping.remove_folio(&folio);
+                    FaultResult::Oom
+                }
+            },
             // Raced with a write, fallocate or another fault: retry the access.
             Err(e) if e == EEXIST => FaultResult::NoPage,
             Err(_) => FaultResult::Oom,

@@ -27,7 +27,7 @@
 use crate::{
     bindings,
     error::{code::*, from_err_ptr, Error, Result, VTABLE_DEFAULT_ERROR},
-    fs::file::{File, FileDescriptorReservation},
+    fs::file::{File, FileDescriptorReservation, LocalFile},
     iov::{IovIterDest, IovIterSource},
     mm::{
         folio::FreeingFolio,
@@ -352,7 +352,8 @@ impl<T: AnonFileOperations> PseudoFs<T> {
         }
         // SAFETY: The inode, and so its mapping, is not visible to anyone else yet.
         let mapping = unsafe { NewAddressSpace::new(AddressSpace::from_raw((*inode).i_mapping)) };
-        T::init_mapping(&mapping);
+        // SAFETY: The data was just initialised; `iput()` alone drops it.
+        T::init_mapping(unsafe { AnonInode::<T::Data>::data(inode) }, &mapping);
 
         // The file holds a reference on the module, dropped by `__fput()` (`fops_put()`).
         // SAFETY: `fops` is valid, its owner is our module.
@@ -397,6 +398,17 @@ impl<T: AnonFileOperations> PseudoFs<T> {
     /// The file operations of the files of this file system.
     pub fn fops(&'static self) -> *const bindings::file_operations {
         self.fops.get()
+    }
+
+    /// Returns the page cache of `file` if it is a file of this file system, `None` otherwise.
+    pub fn mapping_of<'a>(&'static self, file: &'a LocalFile) -> Option<&'a AddressSpace> {
+        let f = file.as_ptr();
+        // SAFETY: `file` is valid for `'a`.
+        if !core::ptr::eq(unsafe { (*f).f_op }, self.fops()) {
+            return None;
+        }
+        // SAFETY: The file, and so its inode and page cache, is valid for `'a`.
+        Some(unsafe { AddressSpace::from_raw((*f).f_mapping) })
     }
 }
 
@@ -443,8 +455,8 @@ pub trait AnonFileOperations: Sized + 'static {
 
     /// Sets up the page cache of a new file, before anyone can reach it (for example
     /// [`NewAddressSpace::set_inaccessible`]).
-    fn init_mapping(mapping: &NewAddressSpace<'_>) {
-        let _ = mapping;
+    fn init_mapping(data: &Self::Data, mapping: &NewAddressSpace<'_>) {
+        let _ = (data, mapping);
     }
 
     /// Called when the last reference to the file is gone.  The data is dropped when the inode
@@ -822,7 +834,10 @@ impl<T: AnonFileOperations> FileOpsTable<T> {
     /// and is about to be freed.
     unsafe extern "C" fn free_folio(folio: *mut bindings::folio) {
         // SAFETY: The folio stays valid, and is ours alone, until we return.
-        T::free_folio(unsafe { FreeingFolio::from_raw(folio) });
+        let folio = unsafe { FreeingFolio::from_raw(folio) };
+        // A folio of a page cache without a direct map goes back into it before it is freed.
+        folio.restore_direct_map();
+        T::free_folio(folio);
     }
 
     /// # Safety

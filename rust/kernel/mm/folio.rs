@@ -30,7 +30,7 @@
 //!
 //! let locked = Folio::lock(folio);
 //! locked.write_bytes(100, b"gmem")?;
-//! locked.mark_uptodate();
+//! locked.mark_uptodate()?;
 //! let folio = locked.unlock();
 //! assert!(folio.is_uptodate());
 //!
@@ -46,7 +46,7 @@
 use crate::{
     alloc::Flags,
     bindings,
-    error::{code::*, Result},
+    error::{code::*, to_result, Result},
     iov::{IovIterDest, IovIterSource},
     mm::{mempolicy::SharedPolicy, page_cache::AddressSpace, virt::VmaRef, Mm},
     page::PAGE_SIZE,
@@ -134,6 +134,31 @@ impl Folio {
         unsafe { bindings::folio_test_hwpoison(self.as_ptr()) }
     }
 
+    /// Returns whether the kernel's direct map maps the folio.
+    ///
+    /// It does not for a published folio of a page cache without a direct map
+    /// ([`NewAddressSpace::set_no_direct_map`]).
+    ///
+    /// [`NewAddressSpace::set_no_direct_map`]: crate::mm::page_cache::NewAddressSpace
+    #[inline]
+    pub fn direct_map_present(&self) -> bool {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_direct_map_present(self.as_ptr()) }
+    }
+
+    /// Fails with `EFAULT` unless the folio is in the direct map and stays there without its
+    /// lock: a folio of a page cache that has one, or that has left a page cache and got its
+    /// entry back.  Either stays so: only a holder of the lock of a folio in a page cache without
+    /// a direct map takes it out.
+    fn check_direct_map_usable(&self) -> Result {
+        // SAFETY: The folio is valid.
+        if unsafe { bindings::folio_direct_map_usable(self.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(EFAULT)
+        }
+    }
+
     /// Takes the folio lock, sleeping until it is available.
     #[inline]
     pub fn lock(this: ARef<Self>) -> LockedFolio {
@@ -152,7 +177,11 @@ impl Folio {
     ///
     /// The folio need not be locked: like a `read()` of any file, the copy may see a
     /// concurrent write through a mapping only in part.  Returns the number of bytes copied,
-    /// which is smaller than `len` when `dst` faults.
+    /// which is smaller than `len` when `dst` faults.  Fails with `EFAULT` for a folio that
+    /// may be out of the direct map (see [`NewAddressSpace::set_no_direct_map`]): those are
+    /// read locked, with [`LockedFolio::read_bytes`].
+    ///
+    /// [`NewAddressSpace::set_no_direct_map`]: crate::mm::page_cache::NewAddressSpace
     pub fn copy_to_iter(
         &self,
         offset: usize,
@@ -160,6 +189,7 @@ impl Folio {
         dst: &mut IovIterDest<'_>,
     ) -> Result<usize> {
         check_range(self.size(), offset, len)?;
+        self.check_direct_map_usable()?;
         // SAFETY: The range is within the folio, which our reference keeps alive; `folio_page`
         // of index 0 is the head page, from which `copy_page_to_iter` handles any offset
         // within the folio.
@@ -203,7 +233,9 @@ impl Folio {
         if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
             return Err(EINVAL);
         }
-        // SAFETY: The range is within one page of the folio, which our reference keeps alive;
+        self.check_direct_map_usable()?;
+        // SAFETY: The range is within one page of the folio, which our reference keeps alive, in
+        // the direct map for as long as the copy takes (checked just above);
         // `buf` is valid for writes of its length and is not the folio's memory.  The copy is
         // C's `memcpy_from_folio()`, like `copy_to_iter`: a concurrent write to the folio (by
         // the lock owner, or through a user mapping) makes it see old or new bytes, as the C
@@ -315,23 +347,83 @@ impl LockedFolio {
         unsafe { bindings::folio_mark_dirty(self.as_ptr()) };
     }
 
-    /// Marks the folio's contents up to date.
+    /// Marks the folio's contents up to date: publishes it.
     ///
     /// The stores that filled the folio are made visible before the flag, see
-    /// [`Folio::is_uptodate`].
-    #[inline]
-    pub fn mark_uptodate(&self) {
+    /// [`Folio::is_uptodate`].  A folio of a page cache without a direct map leaves the direct
+    /// map first (with a TLB flush); if that fails (`ENOMEM`: a large page of the direct map
+    /// could not be split), it stays as it was and not up to date.
+    pub fn mark_uptodate(&self) -> Result {
+        if self.in_cache_without_direct_map() && self.direct_map_present() {
+            // SAFETY: The folio is locked by us and in the page cache of a mapping without a
+            // direct map: nothing but holders of its lock accesses it through the direct map,
+            // and they check first (`with_direct_map`).
+            to_result(unsafe { bindings::folio_zap_direct_map(self.as_ptr()) })?;
+        }
         // SAFETY: The folio is locked by us, as `folio_mark_uptodate` requires for a folio that
         // others may see.
         unsafe { bindings::folio_mark_uptodate(self.as_ptr()) };
+        Ok(())
+    }
+
+    /// Returns whether the folio is in the page cache of a mapping without a direct map.
+    fn in_cache_without_direct_map(&self) -> bool {
+        // SAFETY: The mapping of a folio is stable while it is locked, and alive while the folio
+        // is in its page cache.
+        unsafe {
+            let m = (*self.as_ptr()).__bindgen_anon_1.__bindgen_anon_1.mapping;
+            !m.is_null() && bindings::mapping_no_direct_map(m)
+        }
+    }
+
+    /// Runs `f`, which accesses the folio through the direct map, with the folio in it.
+    ///
+    /// A folio out of the direct map gets its entry back for the duration of `f`, and leaves
+    /// again after (with a TLB flush).  Fails with `EIO` for a folio with a hardware memory
+    /// error, which must not be mapped again.
+    fn with_direct_map<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        if self.direct_map_present() {
+            // It stays in the direct map while we hold the lock: only a holder of the lock
+            // takes a folio of a page cache out of it.
+            return Ok(f());
+        }
+        if self.is_hwpoison() {
+            return Err(EIO);
+        }
+        // SAFETY: Out of the direct map, the folio is in the page cache of a mapping without
+        // one, where the lock keeps it; nothing but holders of its lock accesses it through the
+        // direct map.
+        to_result(unsafe { bindings::folio_restore_direct_map(self.as_ptr()) })?;
+        let r = f();
+        // SAFETY: As above.  Taking the entry away again cannot need a split: the first removal
+        // split the large page around it.
+        if let Err(e) = to_result(unsafe { bindings::folio_zap_direct_map(self.as_ptr()) }) {
+            crate::pr_warn!("folio: could not leave the direct map again: {:?}\n", e);
+        }
+        Ok(r)
     }
 
     /// Fills `len` bytes at `offset` with zeros.
     pub fn zero_range(&self, offset: usize, len: usize) -> Result {
         check_range(self.size(), offset, len)?;
-        // SAFETY: The range is within the folio, which we hold locked.
-        unsafe { bindings::folio_zero_range(self.as_ptr(), offset, len) };
-        Ok(())
+        // SAFETY: The range is within the folio, which we hold locked, in the direct map for
+        // the call.
+        self.with_direct_map(|| unsafe { bindings::folio_zero_range(self.as_ptr(), offset, len) })
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of the folio into `buf`, as [`Folio::read_bytes`],
+    /// also for a folio out of the direct map.
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result {
+        check_range(self.size(), offset, buf.len())?;
+        if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        // SAFETY: The range is within one page of the folio, which we hold locked, in the direct
+        // map for the call; `buf` is valid for writes of its length and is not the folio's
+        // memory.  A user mapping may write the folio meanwhile, see `Folio::read_bytes`.
+        self.with_direct_map(|| unsafe {
+            bindings::memcpy_from_folio(buf.as_mut_ptr().cast(), self.as_ptr(), offset, buf.len())
+        })
     }
 
     /// Copies `data` into the folio at `offset`.
@@ -360,12 +452,12 @@ impl LockedFolio {
             return Err(EINVAL);
         }
         // SAFETY: The range is within one page of the folio, which we hold locked, so no other
-        // kernel writer changes it; `data` is valid for reads of its length.  A user mapping may
-        // write concurrently: the copy is C's `memcpy_to_folio()`, as for `read_bytes`.
-        unsafe {
+        // kernel writer changes it, in the direct map for the call; `data` is valid for reads of
+        // its length.  A user mapping may write concurrently: the copy is C's
+        // `memcpy_to_folio()`, as for `read_bytes`.
+        self.with_direct_map(|| unsafe {
             bindings::memcpy_to_folio(self.as_ptr(), offset, data.as_ptr().cast(), data.len())
-        };
-        Ok(())
+        })
     }
 
     /// Copies up to `len` bytes from `src` into the folio at `offset`, taking no page fault.
@@ -412,10 +504,11 @@ impl LockedFolio {
         src: &mut IovIterSource<'_>,
     ) -> Result<usize> {
         check_range(self.size(), offset, len)?;
-        // SAFETY: The range is within the folio, which we hold locked; `src` is a source
-        // iterator (`data_source` set), and `copy_folio_from_iter_atomic` maps the folio one
-        // page at a time and disables page faults around each copy.
-        Ok(unsafe {
+        // SAFETY: The range is within the folio, which we hold locked, in the direct map for the
+        // call; `src` is a source iterator (`data_source` set), and
+        // `copy_folio_from_iter_atomic` maps the folio one page at a time and disables page
+        // faults around each copy.
+        self.with_direct_map(|| unsafe {
             bindings::copy_folio_from_iter_atomic(self.as_ptr(), offset, len, src.as_raw())
         })
     }
@@ -524,6 +617,20 @@ impl NewFolio {
         unsafe { bindings::folio_memcg_charged(self.0.as_ptr()) }
     }
 
+    /// Takes the folio out of the direct map (with a TLB flush), before it is published in a
+    /// page cache without one.
+    pub(crate) fn zap_direct_map(&self) -> Result {
+        // SAFETY: The folio is exclusively ours: nothing else accesses it.
+        to_result(unsafe { bindings::folio_zap_direct_map(self.0.as_ptr()) })
+    }
+
+    /// Gives the folio its direct map entry back, after [`NewFolio::zap_direct_map`].
+    pub(crate) fn restore_direct_map(&self) {
+        // SAFETY: The folio is exclusively ours.  Giving back an entry that the removal split out
+        // of a large page needs no allocation, so it does not fail.
+        let _ = unsafe { bindings::folio_restore_direct_map(self.0.as_ptr()) };
+    }
+
     /// Fills the whole folio with zeros.
     pub fn zero(&self) {
         // SAFETY: The folio is exclusively ours.
@@ -614,5 +721,23 @@ impl FreeingFolio {
         // SAFETY: By the type invariant the folio is valid until `free_folio` returns, and its
         // size does not change while it is.
         unsafe { bindings::folio_size(self.0.get()) }
+    }
+
+    /// Gives the folio its direct map entry back if it left the direct map, before it is
+    /// freed.  A folio with a hardware memory error stays out: it is never used again.
+    pub(crate) fn restore_direct_map(&self) {
+        let folio = self.0.get();
+        // SAFETY: The folio is valid until `free_folio` returns.
+        let out = unsafe {
+            !bindings::folio_direct_map_present(folio) && !bindings::folio_test_hwpoison(folio)
+        };
+        if out {
+            // SAFETY: The folio has left the page cache, so nothing takes it out of the direct
+            // map again, and nothing accesses it through it while it is out.
+            let ret = unsafe { bindings::folio_restore_direct_map(folio) };
+            if let Err(e) = to_result(ret) {
+                crate::pr_err!("folio: freed out of the direct map: {:?}\n", e);
+            }
+        }
     }
 }

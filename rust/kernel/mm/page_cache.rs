@@ -56,6 +56,14 @@ impl AddressSpace {
         unsafe { bindings::i_size_read((*self.as_ptr()).host) }
     }
 
+    /// Returns whether the folios of this page cache are in the kernel's direct map (see
+    /// [`NewAddressSpace::set_no_direct_map`]).
+    #[inline]
+    pub fn has_direct_map(&self) -> bool {
+        // SAFETY: The mapping is valid; the flag is read atomically.
+        !unsafe { bindings::mapping_no_direct_map(self.as_ptr()) }
+    }
+
     /// Returns the size of the file in pages, rounded up.
     #[inline]
     pub fn nr_pages(&self) -> usize {
@@ -309,6 +317,22 @@ impl<'a> NewAddressSpace<'a> {
         // SAFETY: By the type invariant nobody else reads the mask yet, so the plain store does
         // not race.
         unsafe { bindings::mapping_set_gfp_mask(self.0.as_ptr(), flags.as_raw()) };
+    }
+
+    /// Takes the mapping's folios out of the kernel's direct map while they are in the page
+    /// cache, so that the kernel reaches their memory only through userspace and guest mappings:
+    /// `GUEST_MEMFD_FLAG_NO_DIRECT_MAP`.
+    ///
+    /// A folio leaves the direct map when it is published ([`LockedFolio::mark_uptodate`], or
+    /// [`UffdNewFolio::insert`](crate::mm::vm_ops::UffdNewFolio::insert) of a filled folio),
+    /// with a TLB flush, and gets its entry back when it leaves the page cache.  The folio
+    /// accessors of [`LockedFolio`] give it back for the duration of a copy; those of an
+    /// unlocked [`Folio`] fail with `EFAULT`.  GUP refuses the mapping's VMAs, as it refuses
+    /// secretmem's: `process_vm_readv()`, `/proc/pid/mem`, `O_DIRECT` and the like fail.
+    #[inline]
+    pub fn set_no_direct_map(&self) {
+        // SAFETY: The mapping is valid; the flag is set atomically, before any folio is added.
+        unsafe { bindings::mapping_set_no_direct_map(self.0.as_ptr()) };
     }
 
     /// Makes the mapping's folios unevictable and unmovable, as KVM's guest_memfd does.

@@ -223,9 +223,21 @@ impl<'a> UffdNewFolio<'a> {
             // Not reached: by the type invariant the slot holds a new folio.
             return Err(EINVAL);
         };
+        // Filled, and about to be published: a page cache without a direct map gets it out of
+        // the direct map first, as `LockedFolio::mark_uptodate` does.
+        let hide = !self.mapping.has_direct_map();
+        if hide {
+            if let Err(e) = new.zap_direct_map() {
+                *slot = FolioSlot::New(new);
+                return Err(e);
+            }
+        }
         *slot = match self.mapping.add_folio(new, self.index, gfp) {
             Ok(locked) => FolioSlot::Added(locked),
             Err((e, new)) => {
+                if hide {
+                    new.restore_direct_map();
+                }
                 *slot = FolioSlot::New(new);
                 return Err(e);
             }
