@@ -17,10 +17,10 @@
  *    the query) is mapped again: it got its entry back when it left the
  *    file, before it could be freed.
  *  - The kernel never reaches the memory through GUP: process_vm_readv(),
- *    process_vm_writev(), /proc/self/mem, vmsplice() and io_uring fixed
- *    buffers fail on a mapping of a hidden file (EFAULT; EIO for
- *    /proc/self/mem), as they do on memfd_secret(), and work on a plain
- *    one.
+ *    process_vm_writev(), /proc/self/mem, ptrace(PTRACE_PEEKDATA/POKEDATA),
+ *    vmsplice() and io_uring fixed buffers fail on a mapping of a hidden
+ *    file (EFAULT; EIO for /proc/self/mem and ptrace), as they do on
+ *    memfd_secret(), and work on a plain one.
  *  - KVM_CREATE_GUEST_MEMFD does not take the flag yet (EINVAL): KVM's
  *    pfn cache and the userfaultfd fault-in of vCPU faults reach guest
  *    memory through GUP, which the flag refuses.
@@ -28,6 +28,7 @@
  * Not tested yet: O_DIRECT I/O from or to such a mapping (needs a block
  * device in the guest).
  */
+#include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <linux/io_uring.h>
 
@@ -335,6 +336,42 @@ TEST_F(secret, gup_refused)
 	/* Whatever was refused, the page is intact. */
 	ASSERT_EQ(0, read_page(self->fd, self->buf, 0));
 	EXPECT_EQ(0, memcmp(self->mem, self->buf, page_size));
+}
+
+TEST_F(secret, ptrace_peek_poke_refused)
+{
+	long word, expect;
+	int status;
+	pid_t pid;
+
+	fill(self->buf, page_size, 9);
+	ASSERT_EQ(0, write_page(self->fd, self->buf, 0));
+	memcpy(&expect, self->buf, sizeof(expect));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		/* The child shares the mapping; its tracer reads it. */
+		ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSTOPPED(status));
+	errno = 0;
+	word = ptrace(PTRACE_PEEKDATA, pid, self->mem, NULL);
+	if (variant->hidden) {
+		EXPECT_EQ(EIO, errno);
+	} else {
+		EXPECT_EQ(0, errno);
+		EXPECT_EQ(expect, word);
+	}
+	EXPECT_EQ(variant->hidden ? -EIO : 0,
+		  err_of(ptrace(PTRACE_POKEDATA, pid, self->mem, (void *)~expect)));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	/* The tracer's write went through the mapping only where it was allowed. */
+	memcpy(&word, self->mem, sizeof(word));
+	EXPECT_EQ(variant->hidden ? expect : ~expect, word);
 }
 
 /* memfd_secret(), the reference: the same calls fail the same way. */

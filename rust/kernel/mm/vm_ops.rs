@@ -393,8 +393,8 @@ impl<T: VmOperations> VmOpsTable<T> {
         }
     }
 
-    const VTABLE: bindings::vm_operations_struct = Self::vtable(false);
-    const VTABLE_MAP_PAGES: bindings::vm_operations_struct = Self::vtable(true);
+    /// The operations of a mapping without `->map_pages`, and with it.
+    const TABLES: [bindings::vm_operations_struct; 2] = [Self::vtable(false), Self::vtable(true)];
 
     /// Whether a new mapping of the file whose data is `data` may map pages without `fault`.
     fn map_pages(data: &T::Data) -> bool {
@@ -539,14 +539,17 @@ impl<T: UffdOperations> UffdOpsTable<T> {
         filemap_remove: Some(Self::filemap_remove),
     };
 
-    const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
-        uffd_ops: &Self::UFFD_VTABLE,
-        ..VmOpsTable::<T>::vtable(false)
-    };
-    const VTABLE_MAP_PAGES: bindings::vm_operations_struct = bindings::vm_operations_struct {
-        uffd_ops: &Self::UFFD_VTABLE,
-        ..VmOpsTable::<T>::vtable(true)
-    };
+    /// The operations of a mapping without `->map_pages`, and with it.
+    const TABLES: [bindings::vm_operations_struct; 2] = [
+        bindings::vm_operations_struct {
+            uffd_ops: &Self::UFFD_VTABLE,
+            ..VmOpsTable::<T>::vtable(false)
+        },
+        bindings::vm_operations_struct {
+            uffd_ops: &Self::UFFD_VTABLE,
+            ..VmOpsTable::<T>::vtable(true)
+        },
+    ];
 }
 
 impl VmaRef {
@@ -566,15 +569,8 @@ impl VmaNew {
     /// The inode of the file this VMA maps must be an [`AnonInode<T::Data>`] holding its data
     /// (a file of a [`PseudoFs`](crate::fs::anon_file::PseudoFs) whose data is `T::Data`).
     pub unsafe fn set_vm_ops<T: VmOperations>(&self) {
-        // SAFETY: The caller guarantees the file data.
-        let (data, _) = unsafe { vma_data::<T>(self.as_ptr()) };
-        let ops = if VmOpsTable::<T>::map_pages(data) {
-            &VmOpsTable::<T>::VTABLE_MAP_PAGES
-        } else {
-            &VmOpsTable::<T>::VTABLE
-        };
-        // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
-        unsafe { (*self.as_ptr()).vm_ops = ops };
+        // SAFETY: The caller's guarantee.
+        unsafe { self.install::<T>(&VmOpsTable::<T>::TABLES) };
     }
 
     /// Makes `T` the operations of this new VMA, with userfaultfd support.
@@ -583,13 +579,23 @@ impl VmaNew {
     ///
     /// As for [`VmaNew::set_vm_ops`].
     pub unsafe fn set_vm_ops_uffd<T: UffdOperations>(&self) {
+        // SAFETY: The caller's guarantee.
+        unsafe { self.install::<T>(&UffdOpsTable::<T>::TABLES) };
+    }
+
+    /// Installs `tables[1]` (with `->map_pages`) if `T` may map the pages of the VMA's file
+    /// without `fault`, `tables[0]` otherwise.
+    ///
+    /// # Safety
+    ///
+    /// As for [`VmaNew::set_vm_ops`].
+    unsafe fn install<T: VmOperations>(
+        &self,
+        tables: &'static [bindings::vm_operations_struct; 2],
+    ) {
         // SAFETY: The caller guarantees the file data.
         let (data, _) = unsafe { vma_data::<T>(self.as_ptr()) };
-        let ops = if VmOpsTable::<T>::map_pages(data) {
-            &UffdOpsTable::<T>::VTABLE_MAP_PAGES
-        } else {
-            &UffdOpsTable::<T>::VTABLE
-        };
+        let ops = &tables[usize::from(VmOpsTable::<T>::map_pages(data))];
         // SAFETY: The VMA is being set up by `->mmap`, so it is not shared yet.
         unsafe { (*self.as_ptr()).vm_ops = ops };
     }
