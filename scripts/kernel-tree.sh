@@ -18,7 +18,7 @@ state=$SRC/.git/gmem-series
 patches=("$TOP"/patches/*.patch)
 [ -e "${patches[0]}" ] || patches=()
 want=$(cat /dev/null "${patches[@]}" | sha256sum | cut -c1-16)
-read -r have_sum have_head < "$state" 2>/dev/null || { have_sum=none; have_head=none; }
+{ read -r have_sum have_head < "$state"; } 2>/dev/null || { have_sum=none; have_head=none; }
 head=$(git rev-parse HEAD)
 dirty=$(git status --porcelain --untracked-files=no)
 
