@@ -21,12 +21,15 @@
  *    vmsplice() and io_uring fixed buffers fail on a mapping of a hidden
  *    file (EFAULT; EIO for /proc/self/mem and ptrace), as they do on
  *    memfd_secret(), and work on a plain one.
- *  - KVM_CREATE_GUEST_MEMFD does not take the flag yet (EINVAL): KVM's
- *    pfn cache and the userfaultfd fault-in of vCPU faults reach guest
- *    memory through GUP, which the flag refuses.
+ *  - The same for a file that KVM_CREATE_GUEST_MEMFD made on a VM
+ *    (variants kvm_hidden and kvm_plain): KVM takes the flag, and reports
+ *    it, while the module serves KVM.  vCPUs on such memory:
+ *    kvm/gmem_kvm_test.
  *
- * Not tested yet: O_DIRECT I/O from or to such a mapping (needs a block
- * device in the guest).
+ *  - O_DIRECT I/O from and into such a mapping (to brd's /dev/ram0) is
+ *    refused the same way (EFAULT).
+ *  - Populating the mapping (MADV_POPULATE_READ/WRITE) works, as it takes
+ *    no page: unlike memfd_secret().
  */
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -35,46 +38,9 @@
 #include "kselftest_harness.h"
 #include "gmem_util.h"
 
-#define DIRECT_MAP	GMEM_DEBUGFS_DIR "/direct_map"
 #define NPAGES		8
 
 static long page_size;
-
-/* Write @cmd to the module's "direct_map" and read the answer back. */
-static int direct_map_cmd(const char *cmd, long *answer)
-{
-	char buf[32] = "";
-	int fd, ret;
-
-	ret = write_str(DIRECT_MAP, cmd);
-	if (ret)
-		return ret;
-	fd = open(DIRECT_MAP, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = read(fd, buf, sizeof(buf) - 1) > 0 ? 0 : -EIO;
-	close(fd);
-	if (!ret) {
-		char *end;
-
-		*answer = strtol(buf, &end, 10);
-		if (end == buf || *end != '\n')
-			ret = -EINVAL;
-	}
-	return ret;
-}
-
-/* Whether the direct map maps the page of @fd at page @page: 1, 0, -1 (no page). */
-static long direct_map(int fd, long page)
-{
-	char cmd[32];
-	long answer = -2;
-
-	snprintf(cmd, sizeof(cmd), "%d %ld", fd, page * page_size);
-	if (direct_map_cmd(cmd, &answer))
-		return -2;
-	return answer;
-}
 
 FIXTURE(secret) {
 	int dev;
@@ -85,6 +51,7 @@ FIXTURE(secret) {
 
 FIXTURE_VARIANT(secret) {
 	bool hidden;
+	bool kvm;	/* made by KVM_CREATE_GUEST_MEMFD on a VM */
 };
 
 FIXTURE_VARIANT_ADD(secret, hidden) {
@@ -95,15 +62,41 @@ FIXTURE_VARIANT_ADD(secret, plain) {
 	.hidden = false,
 };
 
+FIXTURE_VARIANT_ADD(secret, kvm_hidden) {
+	.hidden = true,
+	.kvm = true,
+};
+
+FIXTURE_VARIANT_ADD(secret, kvm_plain) {
+	.hidden = false,
+	.kvm = true,
+};
+
+/* A VM, whose KVM_CREATE_GUEST_MEMFD the module serves (kvm=1, its default). */
+static int create_vm(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+
+	if (kvm < 0)
+		return -errno;
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		vm = -errno;
+	close(kvm);
+	return vm;
+}
+
 FIXTURE_SETUP(secret)
 {
 	__u64 flags = GMEM_SHARED | (variant->hidden ? GUEST_MEMFD_FLAG_NO_DIRECT_MAP : 0);
 
 	page_size = sysconf(_SC_PAGESIZE);
-	self->dev = gmem_open_dev();
+	/* A VM's ioctl(KVM_CREATE_GUEST_MEMFD) is the device's. */
+	self->dev = variant->kvm ? create_vm() : gmem_open_dev();
 	ASSERT_LE(0, self->dev);
 	self->fd = create_gmem(self->dev, NPAGES * page_size, flags);
 	ASSERT_LE(0, self->fd);
+	ASSERT_TRUE(gmem_uffd_file(self->fd));
 	ASSERT_EQ(0, map_gmem(self->fd, NPAGES * page_size, MAP_SHARED, &self->mem));
 	self->buf = malloc(page_size);
 	ASSERT_NE(NULL, self->buf);
@@ -295,6 +288,19 @@ TEST_F(secret, punch_gives_direct_map_back)
 	EXPECT_EQ(MAPPED(variant), direct_map(self->fd, 6));
 }
 
+/*
+ * Populating the mapping faults pages in without the kernel touching them
+ * (GUP that takes no page): allowed, unlike on memfd_secret().
+ */
+TEST_F(secret, populate_allowed)
+{
+	ASSERT_EQ(0, madvise(self->mem + 7 * page_size, page_size, MADV_POPULATE_WRITE));
+	EXPECT_EQ(MAPPED(variant), direct_map(self->fd, 7));
+	EXPECT_TRUE(all_zero(self->mem + 7 * page_size, page_size));
+	ASSERT_EQ(0, madvise(self->mem + 5 * page_size, page_size, MADV_POPULATE_READ));
+	EXPECT_EQ(MAPPED(variant), direct_map(self->fd, 5));
+}
+
 TEST_F(secret, gup_refused)
 {
 	struct io_uring_params params = {};
@@ -336,6 +342,36 @@ TEST_F(secret, gup_refused)
 	/* Whatever was refused, the page is intact. */
 	ASSERT_EQ(0, read_page(self->fd, self->buf, 0));
 	EXPECT_EQ(0, memcmp(self->mem, self->buf, page_size));
+}
+
+/*
+ * O_DIRECT I/O pins the user buffer for the block layer (GUP): refused for a
+ * hidden mapping, in both directions, and the page is untouched.  The block
+ * device is brd's /dev/ram0 (CONFIG_BLK_DEV_RAM in config/base.config).
+ */
+TEST_F(secret, o_direct_refused)
+{
+	int expect = variant->hidden ? -EFAULT : page_size;
+	int blk = open("/dev/ram0", O_RDWR | O_DIRECT | O_CLOEXEC);
+	char *out;
+
+	ASSERT_LE(0, blk) TH_LOG("/dev/ram0: %s", strerror(errno));
+	fill(self->buf, page_size, 10);
+	ASSERT_EQ(0, write_page(self->fd, self->buf, 0));
+	/* From the mapping to the device, and from the device into the mapping. */
+	EXPECT_EQ(expect, err_of(pwrite(blk, self->mem, page_size, 0)));
+	EXPECT_EQ(expect, err_of(pread(blk, self->mem, page_size, page_size)));
+	close(blk);
+	out = malloc(page_size);
+	ASSERT_NE(NULL, out);
+	ASSERT_EQ(0, read_page(self->fd, out, 0));
+	if (variant->hidden) {
+		EXPECT_EQ(0, memcmp(out, self->buf, page_size));
+	} else {
+		/* What the device held at page_size (brd starts zeroed) came in. */
+		EXPECT_TRUE(all_zero(out, page_size));
+	}
+	free(out);
 }
 
 TEST_F(secret, ptrace_peek_poke_refused)
@@ -418,24 +454,16 @@ TEST(flag_without_mmap)
 	close(dev);
 }
 
-TEST(kvm_refuses_flag)
+/* KVM reports the flag while the module serves it (the fixture's kvm_* variants use it). */
+TEST(kvm_reports_flag)
 {
-	struct kvm_create_guest_memfd args = {
-		.size = sysconf(_SC_PAGESIZE),
-		.flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP,
-	};
-	int kvm, vm, caps;
+	int vm = create_vm(), caps;
 
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, kvm) TH_LOG("/dev/kvm: %s", strerror(errno));
-	vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	ASSERT_LE(0, vm);
 	caps = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
 	ASSERT_LE(0, caps);
-	EXPECT_EQ(0ULL, (__u64)caps & GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
-	EXPECT_EQ(-EINVAL, err_of(ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args)));
+	EXPECT_EQ(GUEST_MEMFD_FLAG_NO_DIRECT_MAP, (__u64)caps & GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
 	close(vm);
-	close(kvm);
 }
 
 TEST_HARNESS_MAIN

@@ -617,6 +617,49 @@ static inline int write_str(const char *path, const char *val)
 	return ret;
 }
 
+/*
+ * The module's debugfs file "direct_map" answers whether the kernel's direct
+ * map maps a page of a file (secret hiding).  Write @cmd ("FD OFFSET",
+ * "held", "drop") and read the answer back: 0, or -errno.
+ */
+static inline int direct_map_cmd(const char *cmd, long *answer)
+{
+	char buf[32] = "";
+	int fd, ret;
+
+	ret = write_str(GMEM_DEBUGFS_DIR "/direct_map", cmd);
+	if (ret)
+		return ret;
+	fd = open(GMEM_DEBUGFS_DIR "/direct_map", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = read(fd, buf, sizeof(buf) - 1) > 0 ? 0 : -EIO;
+	close(fd);
+	if (!ret) {
+		char *end;
+
+		*answer = strtol(buf, &end, 10);
+		if (end == buf || *end != '\n')
+			ret = -EINVAL;
+	}
+	return ret;
+}
+
+/*
+ * Whether the direct map maps page @page of @fd: 1, 0, -1 (no page), -2 if
+ * the query failed.  The module holds the page until direct_map_cmd("drop").
+ */
+static inline long direct_map(int fd, long page)
+{
+	char cmd[32];
+	long answer = -2;
+
+	snprintf(cmd, sizeof(cmd), "%d %ld", fd, page * sysconf(_SC_PAGESIZE));
+	if (direct_map_cmd(cmd, &answer))
+		return -2;
+	return answer;
+}
+
 /* The value in kB of the field @name of /proc/meminfo, or -errno. */
 static inline long long meminfo_kb(const char *name)
 {

@@ -76,9 +76,8 @@ const _: () = assert!(core::mem::size_of::<uapi::kvm_create_guest_memfd>() == 64
 const FLAG_MMAP: u64 = uapi::GUEST_MEMFD_FLAG_MMAP as u64;
 /// The memory starts shared with the host, so it can be faulted in.
 const FLAG_INIT_SHARED: u64 = uapi::GUEST_MEMFD_FLAG_INIT_SHARED as u64;
-/// The file's pages leave the kernel's direct map while they hold data (secret hiding).  The
-/// value of the posted upstream series, "KVM: guest_memfd: direct map removal".
-const FLAG_NO_DIRECT_MAP: u64 = 1 << 2;
+/// The file's pages leave the kernel's direct map while they hold data (secret hiding).
+const FLAG_NO_DIRECT_MAP: u64 = uapi::GUEST_MEMFD_FLAG_NO_DIRECT_MAP as u64;
 /// The largest guest memory file: 1 TiB.
 const MAX_SIZE: u64 = 1 << 40;
 /// The superblock magic of our pseudo file system ("GMUF").
@@ -728,7 +727,7 @@ impl UffdOperations for Gmem {
 }
 
 impl Backend for Gmem {
-    const FLAGS: u64 = FLAG_MMAP | FLAG_INIT_SHARED;
+    const FLAGS: u64 = FLAG_MMAP | FLAG_INIT_SHARED | FLAG_NO_DIRECT_MAP;
 
     fn fs() -> &'static PseudoFs<Gmem> {
         &GMEM_FS

@@ -169,30 +169,6 @@ __rust_helper bool rust_helper_mapping_no_direct_map(const struct address_space 
 	return mapping_no_direct_map(mapping);
 }
 
-/*
- * Whether the kernel may read @folio through the direct map without its
- * lock: not while it is in the page cache of a mapping without a direct map
- * (a locked user may give it back and take it away again at any time), nor
- * between its removal from such a page cache and ->free_folio, which gives
- * it back.  Inodes, and so mappings, are freed after an RCU grace period.
- */
-__rust_helper bool rust_helper_folio_direct_map_usable(struct folio *folio)
-{
-	struct address_space *mapping;
-	bool usable;
-
-	rcu_read_lock();
-	mapping = READ_ONCE(folio->mapping);
-	if (!mapping)
-		usable = folio_direct_map_present(folio);
-	else if ((unsigned long)mapping & FOLIO_MAPPING_FLAGS)
-		usable = true;
-	else
-		usable = !mapping_no_direct_map(mapping);
-	rcu_read_unlock();
-	return usable;
-}
-
 __rust_helper pgoff_t rust_helper_linear_page_index(const struct vm_area_struct *vma,
 						    unsigned long address)
 {

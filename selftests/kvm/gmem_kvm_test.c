@@ -2,7 +2,9 @@
 /*
  * KVM's guest_memfd served by gmem_uffd: files made by KVM_CREATE_GUEST_MEMFD
  * on a VM, bound to KVM_MEM_GUEST_MEMFD memslots, with vCPU faults on pages
- * the file does not hold delivered to the VMM's userfaultfd.
+ * the file does not hold delivered to the VMM's userfaultfd.  The fixture
+ * vcpu_uffd and kvmclock_hidden run vCPUs on files whose pages are out of
+ * the kernel's direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP).
  *
  * Built against the kernel's KVM selftests library (kvm_util); see
  * scripts/build-selftests.sh.  Every test needs gmem_uffd loaded with kvm=1.
@@ -93,10 +95,13 @@ static void run_to_done(struct kvm_vcpu *vcpu)
 	}
 }
 
-/* A gmem slot at GMEM_GPA, mapped at *mem, identity-mapped in the guest. */
-static int add_gmem_slot(struct kvm_vm *vm, size_t size, char **mem)
+/*
+ * A gmem slot at GMEM_GPA of a file with GMEM_SHARED and @flags, mapped at
+ * *mem, identity-mapped in the guest.
+ */
+static int add_gmem_slot_flags(struct kvm_vm *vm, size_t size, __u64 flags, char **mem)
 {
-	int fd = vm_create_guest_memfd(vm, size, GMEM_SHARED);
+	int fd = vm_create_guest_memfd(vm, size, GMEM_SHARED | flags);
 
 	*mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	TEST_ASSERT(*mem != MAP_FAILED, "mmap of the KVM gmem file");
@@ -104,6 +109,11 @@ static int add_gmem_slot(struct kvm_vm *vm, size_t size, char **mem)
 				   size, *mem, fd, 0);
 	virt_map(vm, GMEM_GPA, GMEM_GPA, size / PG);
 	return fd;
+}
+
+static int add_gmem_slot(struct kvm_vm *vm, size_t size, char **mem)
+{
+	return add_gmem_slot_flags(vm, size, 0, mem);
 }
 
 /* Undoes vm_create*() and add_gmem_slot(): the VM first, then the memory. */
@@ -192,16 +202,35 @@ FIXTURE(vcpu_uffd) {
 	int uffd;
 };
 
+/* Each case on a file that keeps its pages out of the direct map, and on one that does not. */
+FIXTURE_VARIANT(vcpu_uffd) {
+	__u64 flags;
+};
+
+FIXTURE_VARIANT_ADD(vcpu_uffd, hidden) {
+	.flags = GUEST_MEMFD_FLAG_NO_DIRECT_MAP,
+};
+
+FIXTURE_VARIANT_ADD(vcpu_uffd, plain) {
+	.flags = 0,
+};
+
+/* What the module's "direct_map" query answers for a page of the file. */
+#define MAPPED(v)	((v)->flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP ? 0 : 1)
+
 FIXTURE_SETUP(vcpu_uffd)
 {
 	self->vm = vm_create_with_one_vcpu(&self->vcpu, guest_read);
-	self->fd = add_gmem_slot(self->vm, NPAGES * PG, &self->mem);
+	self->fd = add_gmem_slot_flags(self->vm, NPAGES * PG, variant->flags, &self->mem);
 	self->uffd = uffd_open();
 	ASSERT_GE(self->uffd, 0);
 }
 
 FIXTURE_TEARDOWN(vcpu_uffd)
 {
+	long answer;
+
+	direct_map_cmd("drop", &answer);
 	close(self->uffd);
 	free_gmem_vm(self->vm, self->mem, self->fd);
 }
@@ -214,7 +243,8 @@ TEST(kvm_file_served_by_module)
 	int fd;
 
 	ASSERT_GE(before, 0);
-	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS), GMEM_SHARED);
+	ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS),
+		  GMEM_SHARED | GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
 	fd = vm_create_guest_memfd(vm, 4 * PG, GMEM_SHARED);
 	EXPECT_EQ(gmem_counter("kvm_files"), before + 1);
 	/* What only the module's files do: write() populates. */
@@ -335,8 +365,9 @@ TEST_F(vcpu_uffd, missing_copy)
 	serve_vcpu_faults(_metadata, self->vcpu, self->mem, self->fd, self->uffd,
 			  FILL_COPY, MODE_MISSING);
 	EXPECT_GE(gmem_counter("missing_events"), missing + NPAGES);
-	/* The host sees what the guest saw. */
+	/* The host sees what the guest saw; the kernel's direct map does not, if hidden. */
 	EXPECT_EQ(*(uint64_t *)(self->mem + 3 * PG), pattern(3));
+	EXPECT_EQ(direct_map(self->fd, 3), MAPPED(variant));
 }
 
 /* The same, resolved by pwrite() + UFFDIO_CONTINUE. */
@@ -344,6 +375,7 @@ TEST_F(vcpu_uffd, missing_continue)
 {
 	serve_vcpu_faults(_metadata, self->vcpu, self->mem, self->fd, self->uffd,
 			  FILL_CONTINUE, MODE_BOTH);
+	EXPECT_EQ(direct_map(self->fd, 5), MAPPED(variant));
 }
 
 /* A page the file holds is mapped at once: no event. */
@@ -588,24 +620,29 @@ TEST(vcpu_fault_follows_file_policy)
  * handler placed: the guest sees both the handler's data and a kvmclock
  * update.
  */
-TEST(kvmclock_through_mapping)
+static void kvmclock_case(struct __test_metadata *_metadata, __u64 flags)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm = vm_create_with_one_vcpu(&vcpu, guest_kvmclock);
 	char *mem;
-	int fd = add_gmem_slot(vm, NPAGES * PG, &mem);
+	int fd = add_gmem_slot_flags(vm, NPAGES * PG, flags, &mem);
 	int uffd = uffd_open();
 	struct handler h = {
 		.uffd = uffd, .fd = fd, .base = mem, .mode = FILL_COPY, .expect = 1,
 	};
 	struct ucall uc;
 	pthread_t t;
+	long answer;
 
 	ASSERT_LE(0, uffd);
 	ASSERT_EQ(uffd_register(uffd, mem, NPAGES * PG, MODE_MISSING, NULL), 0);
 	ASSERT_EQ(pthread_create(&t, NULL, handler_main, &h), 0);
 	vcpu_args_set(vcpu, 1, GMEM_GPA);
-	/* KVM maps the clock page when the guest enables it, before GUEST_SYNC. */
+	/*
+	 * KVM maps the clock page when the guest enables it, before GUEST_SYNC:
+	 * through its pfn cache, or if the page is out of the direct map (GUP
+	 * refuses it), through the userspace mapping.
+	 */
 	vcpu_run(vcpu);
 	ASSERT_EQ(get_ucall(vcpu, &uc), UCALL_SYNC);
 	ASSERT_EQ(pthread_join(t, NULL), 0);
@@ -620,8 +657,21 @@ TEST(kvmclock_through_mapping)
 	EXPECT_NE(uc.args[1], 0);
 	EXPECT_EQ(uc.args[1] % 2, 0);
 	run_to_done(vcpu);
+	EXPECT_EQ(direct_map(fd, 0), flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP ? 0 : 1);
+	direct_map_cmd("drop", &answer);
 	close(uffd);
 	free_gmem_vm(vm, mem, fd);
+}
+
+TEST(kvmclock_through_mapping)
+{
+	kvmclock_case(_metadata, 0);
+}
+
+/* The same where the pfn cache cannot pin the page: KVM writes through the mapping. */
+TEST(kvmclock_hidden)
+{
+	kvmclock_case(_metadata, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
 }
 
 TEST(rmmod_refused)

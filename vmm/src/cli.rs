@@ -18,9 +18,10 @@ options (a later one wins; lists are comma-separated):
   --mem-mib N           guest memory in MiB for record (default 64)
   --mode LIST           restore modes: missing, minor (default: both)
   --backend LIST        guest memory: gmem (KVM_CREATE_GUEST_MEMFD on the VM,
-                        a KVM_MEM_GUEST_MEMFD slot), gmem-dev (/dev/guest_memfd,
-                        a plain slot), memfd (default: demo gmem and memfd,
-                        else gmem)
+                        a KVM_MEM_GUEST_MEMFD slot), gmem-secret (the same,
+                        out of the host's direct map: GUEST_MEMFD_FLAG_NO_DIRECT_MAP),
+                        gmem-dev (/dev/guest_memfd, a plain slot), memfd
+                        (default: demo gmem and memfd, else gmem)
   --snapshot PATH       snapshot file (default /tmp/gmem-vmm.snap)
   --seed N              seed of the guest's pattern
   --keep                demo: keep the snapshot file
@@ -197,7 +198,7 @@ mod tests {
         for m in [Mode::Missing, Mode::Minor] {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(m));
         }
-        for b in [Backend::Gmem, Backend::GmemDev, Backend::Memfd] {
+        for b in [Backend::Gmem, Backend::GmemSecret, Backend::GmemDev, Backend::Memfd] {
             assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
         }
         assert_eq!("shmem".parse::<Backend>(), Ok(Backend::Memfd));

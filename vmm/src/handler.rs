@@ -2,8 +2,8 @@
 //! The userfaultfd side of a restore: register the guest memory, and a
 //! thread that serves every fault from the snapshot.
 //!
-//! The same handler serves faults of the vCPU (KVM's get_user_pages() on
-//! the memory slot when the guest touches a page for the first time) and of
+//! The same handler serves faults of the vCPU (KVM faulting the page in
+//! through the memory slot's mapping when the guest first touches it) and of
 //! KVM's own accesses (the instruction emulator reading guest memory with
 //! copy_from_user(), for one): both block in the kernel until the page is
 //! there, and both look the same here.

@@ -18,9 +18,13 @@ use crate::error::UnknownName;
 
 pub const PAGE_SIZE: usize = 4096;
 
-// <linux/kvm.h> of 6.18+; kvm-bindings 0.14 does not have them yet.
+// <linux/kvm.h> of 6.18+ and of the patched kernel; kvm-bindings 0.14 does
+// not have them yet.
 pub const GUEST_MEMFD_FLAG_MMAP: u64 = 1 << 0;
 pub const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = 1 << 1;
+pub const GUEST_MEMFD_FLAG_NO_DIRECT_MAP: u64 = 1 << 2;
+/// What every guest_memfd of the VMM needs: a mapping, shared from the start.
+const GMEM_SHARED: u64 = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
 
 // KVM's own ioctl, issued on /dev/guest_memfd instead of on a VM.
 ioctl_iowr_nr!(KVM_CREATE_GUEST_MEMFD, KVMIO, 0xd4, kvm_create_guest_memfd);
@@ -30,6 +34,9 @@ pub enum Backend {
     /// guest_memfd from KVM_CREATE_GUEST_MEMFD on the VM, bound to the
     /// memslot (KVM_MEM_GUEST_MEMFD): KVM takes vCPU faults from the file.
     Gmem,
+    /// The same with GUEST_MEMFD_FLAG_NO_DIRECT_MAP: the guest's pages are
+    /// out of the host kernel's direct map (secret hiding).
+    GmemSecret,
     /// guest_memfd from /dev/guest_memfd (no VM needed), a plain memslot
     /// over its mapping.
     GmemDev,
@@ -43,6 +50,7 @@ impl FromStr for Backend {
     fn from_str(s: &str) -> Result<Backend, UnknownName> {
         match s {
             "gmem" => Ok(Backend::Gmem),
+            "gmem-secret" => Ok(Backend::GmemSecret),
             "gmem-dev" => Ok(Backend::GmemDev),
             "memfd" | "shmem" => Ok(Backend::Memfd),
             _ => Err(UnknownName(s.into())),
@@ -54,9 +62,18 @@ impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Backend::Gmem => "gmem",
+            Backend::GmemSecret => "gmem-secret",
             Backend::GmemDev => "gmem-dev",
             Backend::Memfd => "memfd",
         })
+    }
+}
+
+impl Backend {
+    /// Whether the file is KVM_CREATE_GUEST_MEMFD's on the VM, bound to the
+    /// memslot with KVM_MEM_GUEST_MEMFD.
+    pub fn bound_to_vm(self) -> bool {
+        matches!(self, Backend::Gmem | Backend::GmemSecret)
     }
 }
 
@@ -92,7 +109,7 @@ pub fn create_gmem(size: usize) -> io::Result<File> {
         })?;
     let args = kvm_create_guest_memfd {
         size: size as u64,
-        flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        flags: GMEM_SHARED,
         ..Default::default()
     };
     // SAFETY: the ioctl reads `args` and returns a new file descriptor.
@@ -104,12 +121,13 @@ pub fn create_gmem(size: usize) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// `ioctl(vm, KVM_CREATE_GUEST_MEMFD, {size, MMAP | INIT_SHARED})`: a new
-/// guest_memfd file of `size` bytes that KVM can bind to the VM's memslots.
-pub fn create_vm_gmem(vm: &VmFd, size: usize) -> io::Result<File> {
+/// `ioctl(vm, KVM_CREATE_GUEST_MEMFD, {size, MMAP | INIT_SHARED | flags})`:
+/// a new guest_memfd file of `size` bytes that KVM can bind to the VM's
+/// memslots.
+pub fn create_vm_gmem(vm: &VmFd, size: usize, flags: u64) -> io::Result<File> {
     let args = kvm_create_guest_memfd {
         size: size as u64,
-        flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+        flags: GMEM_SHARED | flags,
         ..Default::default()
     };
     let fd = vm
@@ -144,11 +162,16 @@ pub fn map_shared(fd: RawFd, size: usize, prot: i32) -> io::Result<*mut u8> {
 
 impl GuestMemory {
     /// New guest memory of `backend`; `vm` is the VM, which
-    /// `Backend::Gmem` needs (`None` for the others).
+    /// the backends bound to it need (`None` for the others).
     pub fn new(backend: Backend, size: usize, vm: Option<&VmFd>) -> io::Result<GuestMemory> {
         let file = match (backend, vm) {
-            (Backend::Gmem, Some(vm)) => create_vm_gmem(vm, size)?,
-            (Backend::Gmem, None) => return Err(io::Error::other("the gmem backend needs the VM")),
+            (Backend::Gmem, Some(vm)) => create_vm_gmem(vm, size, 0)?,
+            (Backend::GmemSecret, Some(vm)) => {
+                create_vm_gmem(vm, size, GUEST_MEMFD_FLAG_NO_DIRECT_MAP)?
+            }
+            (Backend::Gmem | Backend::GmemSecret, None) => {
+                return Err(io::Error::other("the gmem backends need the VM"))
+            }
             (Backend::GmemDev, _) => create_gmem(size)?,
             (Backend::Memfd, _) => create_memfd(size)?,
         };

@@ -30,7 +30,7 @@ impl Vm {
     /// KVM_CREATE_VM, `size` bytes of `backend` guest memory as memory
     /// slot 0 at guest-physical 0, and one vCPU with the CPUID KVM supports
     /// (long mode needs CPUID.LM).  The memslot is made with
-    /// KVM_SET_USER_MEMORY_REGION2: for `Backend::Gmem` bound to the file
+    /// KVM_SET_USER_MEMORY_REGION2: for `Backend::Gmem{,Secret}` bound to the file
     /// KVM_CREATE_GUEST_MEMFD made on this VM (KVM_MEM_GUEST_MEMFD; KVM
     /// takes vCPU faults from the file, and one on a page it does not hold
     /// through the mapping, raising a userfault there), for the others a
@@ -53,7 +53,7 @@ impl Vm {
             userspace_addr: mem.addr as u64,
             ..Default::default()
         };
-        if backend == Backend::Gmem {
+        if backend.bound_to_vm() {
             region.flags = KVM_MEM_GUEST_MEMFD;
             region.guest_memfd = mem.file.as_raw_fd() as u32;
             region.guest_memfd_offset = 0;

@@ -229,21 +229,30 @@ impl Folio {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result {
-        check_range(self.size(), offset, buf.len())?;
-        if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
-            return Err(EINVAL);
-        }
+        check_page_range(self.size(), offset, buf.len())?;
         self.check_direct_map_usable()?;
+        // SAFETY: The range is within one page of the folio (checked above), which stays in the
+        // direct map for as long as the copy takes (checked just above).
+        unsafe { self.copy_out(offset, buf) };
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of the folio into `buf`.
+    ///
+    /// # Safety
+    ///
+    /// The range must lie within one page of the folio, and the folio must stay in the direct
+    /// map until the call returns.
+    unsafe fn copy_out(&self, offset: usize, buf: &mut [u8]) {
         // SAFETY: The range is within one page of the folio, which our reference keeps alive, in
-        // the direct map for as long as the copy takes (checked just above);
-        // `buf` is valid for writes of its length and is not the folio's memory.  The copy is
-        // C's `memcpy_from_folio()`, like `copy_to_iter`: a concurrent write to the folio (by
-        // the lock owner, or through a user mapping) makes it see old or new bytes, as the C
-        // memory model allows for page contents, and never touches Rust-owned memory.
+        // the direct map for the copy (both by the caller's contract); `buf` is valid for writes
+        // of its length and is not the folio's memory.  The copy is C's `memcpy_from_folio()`,
+        // like `copy_to_iter`: a concurrent write to the folio (by the lock owner, or through a
+        // user mapping) makes it see old or new bytes, as the C memory model allows for page
+        // contents, and never touches Rust-owned memory.
         unsafe {
             bindings::memcpy_from_folio(buf.as_mut_ptr().cast(), self.as_ptr(), offset, buf.len())
         };
-        Ok(())
     }
 }
 
@@ -414,16 +423,10 @@ impl LockedFolio {
     /// Copies `buf.len()` bytes at `offset` of the folio into `buf`, as [`Folio::read_bytes`],
     /// also for a folio out of the direct map.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result {
-        check_range(self.size(), offset, buf.len())?;
-        if offset % PAGE_SIZE + buf.len() > PAGE_SIZE {
-            return Err(EINVAL);
-        }
-        // SAFETY: The range is within one page of the folio, which we hold locked, in the direct
-        // map for the call; `buf` is valid for writes of its length and is not the folio's
-        // memory.  A user mapping may write the folio meanwhile, see `Folio::read_bytes`.
-        self.with_direct_map(|| unsafe {
-            bindings::memcpy_from_folio(buf.as_mut_ptr().cast(), self.as_ptr(), offset, buf.len())
-        })
+        check_page_range(self.size(), offset, buf.len())?;
+        // SAFETY: The range is within one page of the folio (checked above), which we hold
+        // locked, in the direct map for the call.
+        self.with_direct_map(|| unsafe { self.copy_out(offset, buf) })
     }
 
     /// Copies `data` into the folio at `offset`.
@@ -447,10 +450,7 @@ impl LockedFolio {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result {
-        check_range(self.size(), offset, data.len())?;
-        if offset % PAGE_SIZE + data.len() > PAGE_SIZE {
-            return Err(EINVAL);
-        }
+        check_page_range(self.size(), offset, data.len())?;
         // SAFETY: The range is within one page of the folio, which we hold locked, so no other
         // kernel writer changes it, in the direct map for the call; `data` is valid for reads of
         // its length.  A user mapping may write concurrently: the copy is C's
@@ -686,6 +686,15 @@ fn check_range(size: usize, offset: usize, len: usize) -> Result {
         Some(end) if end <= size => Ok(()),
         _ => Err(EINVAL),
     }
+}
+
+/// As [`check_range`], and the range must not cross a page boundary.
+fn check_page_range(size: usize, offset: usize, len: usize) -> Result {
+    check_range(size, offset, len)?;
+    if offset % PAGE_SIZE + len > PAGE_SIZE {
+        return Err(EINVAL);
+    }
+    Ok(())
 }
 
 /// A folio that has just left the page cache of a file (`free_folio`).
