@@ -198,7 +198,12 @@ mod tests {
         for m in [Mode::Missing, Mode::Minor] {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(m));
         }
-        for b in [Backend::Gmem, Backend::GmemSecret, Backend::GmemDev, Backend::Memfd] {
+        for b in [
+            Backend::Gmem,
+            Backend::GmemSecret,
+            Backend::GmemDev,
+            Backend::Memfd,
+        ] {
             assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
         }
         assert_eq!("shmem".parse::<Backend>(), Ok(Backend::Memfd));

@@ -391,6 +391,13 @@ impl LockedFolio {
     /// again after (with a TLB flush).  Fails with `EIO` for a folio with a hardware memory
     /// error, which must not be mapped again.
     fn with_direct_map<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        // The common case, without walking the kernel's page tables: a folio that is not in the
+        // page cache of a mapping without a direct map is in it.  Only such a page cache takes
+        // folios out, and gives them back (`free_folio`) before the folio lock that removes one
+        // is released; a poisoned folio may have lost its entry (and never gets it back).
+        if !self.is_hwpoison() && !self.in_cache_without_direct_map() {
+            return Ok(f());
+        }
         if self.direct_map_present() {
             // It stays in the direct map while we hold the lock: only a holder of the lock
             // takes a folio of a page cache out of it.
