@@ -37,6 +37,13 @@ COMPARISONS = [
     ("restore", "gmem", "memcpy(gmem)", 0.8),
     ("restore", "memfd", "memcpy(memfd)", None),
     ("restore", "gmem", "memfd", None),
+    # What secret hiding costs (GUEST_MEMFD_FLAG_NO_DIRECT_MAP: a direct map
+    # change and a kernel TLB flush per page published).
+    ("first-touch", "gmem_secret", "gmem", None),
+    ("missing", "gmem_secret", "gmem", None),
+    ("minor", "gmem_secret", "gmem", None),
+    ("pwrite", "gmem_secret", "gmem", None),
+    ("restore", "gmem-secret", "gmem", None),
 ]
 
 KV_RE = re.compile(r"(\w+)=(\S+)")

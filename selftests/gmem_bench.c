@@ -9,14 +9,21 @@
  * TEST is one of
  *   first-touch  write one word in every page of a fresh mapping, no uffd:
  *                gmem, kvm_gmem (KVM_CREATE_GUEST_MEMFD on a VM, served by
- *                KVM itself: gmem_uffd loaded with kvm=0), memfd
+ *                KVM itself: gmem_uffd loaded with kvm=0), memfd,
+ *                gmem_secret
  *   missing      uffd MISSING, one handler thread resolving every fault
  *                with a 4 KiB UFFDIO_COPY, THREADS faulting threads
- *                reading one word per page: gmem, memfd, anon
+ *                reading one word per page: gmem, memfd, anon, gmem_secret
  *   minor        the file is filled with pwrite first (not timed), then
- *                uffd MINOR + UFFDIO_CONTINUE as above: gmem, memfd
+ *                uffd MINOR + UFFDIO_CONTINUE as above: gmem, memfd,
+ *                gmem_secret
  *   pwrite       fill a fresh file with pwrite() calls of CHUNK_KIB each:
- *                gmem, memfd
+ *                gmem, memfd, gmem_secret
+ *
+ * gmem_secret is a gmem file with GUEST_MEMFD_FLAG_NO_DIRECT_MAP: each page
+ * it publishes leaves the kernel's direct map, a TLB flush of the kernel
+ * range on every CPU, and a write into a page already out of it maps it
+ * back and out again; its ratio to gmem is what secret hiding costs.
  *
  * Each round gives every variant a fresh file of MIB MiB and does the work
  * in 2 MiB slices, alternating between the variants slice by slice (see
@@ -71,13 +78,15 @@
 #include "gmem_util.h"
 
 #define KVM_DEV		"/dev/kvm"
-#define MAX_VARIANTS	3
+#define MAX_VARIANTS	4
 #define SRC_BYTES	(2UL << 20)	/* the data source, >= the largest chunk */
 #define MAGIC		0x676d656d62656e63ULL
 #define MAX_THREADS	64
 
-enum kind { K_GMEM, K_KVM, K_MEMFD, K_ANON };
-static const char *const kind_name[] = { "gmem", "kvm_gmem", "memfd", "anon" };
+enum kind { K_GMEM, K_KVM, K_MEMFD, K_ANON, K_SECRET, K_NKINDS };
+static const char *const kind_name[] = {
+	"gmem", "kvm_gmem", "memfd", "anon", "gmem_secret",
+};
 
 static long psize;
 static char *src;		/* SRC_BYTES of pattern */
@@ -173,6 +182,9 @@ static int mem_create(enum kind k, size_t size)
 
 	switch (k) {
 	case K_GMEM:
+	case K_SECRET:
+		if (k == K_SECRET)
+			args.flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
 		fd = ioctl(gmem_dev, KVM_CREATE_GUEST_MEMFD, &args);
 		break;
 	case K_KVM:
@@ -184,6 +196,7 @@ static int mem_create(enum kind k, size_t size)
 			die("ftruncate of a memfd to %zu", size);
 		break;
 	case K_ANON:
+	case K_NKINDS:
 		return -1;
 	}
 	if (fd < 0)
@@ -610,8 +623,8 @@ struct inst {
  * Latencies of single calls, kept with -p: a rate that is low because a
  * few calls sleep looks different from one where every call is slow.
  */
-static double *lat[K_ANON + 1];
-static size_t nlat[K_ANON + 1], lat_cap[K_ANON + 1];
+static double *lat[K_NKINDS];
+static size_t nlat[K_NKINDS], lat_cap[K_NKINDS];
 
 static int dbl_cmp(const void *a, const void *b)
 {
@@ -927,11 +940,13 @@ struct test {
 
 static const struct test tests[] = {
 	{ "first-touch", first_touch_setup, first_touch_step, first_touch_done, "pages/s", 64,
-	  3, { K_GMEM, K_KVM, K_MEMFD } },
+	  4, { K_GMEM, K_KVM, K_MEMFD, K_SECRET } },
 	{ "missing", missing_setup, uffd_step, uffd_done, "pages/s", 16,
-	  3, { K_GMEM, K_MEMFD, K_ANON } },
-	{ "minor", minor_setup, uffd_step, uffd_done, "pages/s", 16, 2, { K_GMEM, K_MEMFD } },
-	{ "pwrite", pwrite_setup, pwrite_step, pwrite_done, "MiB/s", 64, 2, { K_GMEM, K_MEMFD } },
+	  4, { K_GMEM, K_MEMFD, K_ANON, K_SECRET } },
+	{ "minor", minor_setup, uffd_step, uffd_done, "pages/s", 16,
+	  3, { K_GMEM, K_MEMFD, K_SECRET } },
+	{ "pwrite", pwrite_setup, pwrite_step, pwrite_done, "MiB/s", 64,
+	  3, { K_GMEM, K_MEMFD, K_SECRET } },
 };
 
 /* One round: every variant on a fresh file, slice by slice in alternation. */
