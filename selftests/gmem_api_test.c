@@ -862,10 +862,12 @@ static void *zap_loop(void *p)
 /*
  * pwrite() while another thread keeps unmapping its source (a shared
  * memfd mapping, so the data stays): a copy that finds the source gone is
- * retried, and a new page it left empty is not left in the file.  Every
- * write must be complete and every page hold its source.
+ * done again through a bounce page, and a new page it left empty is not
+ * left in the file.  Every write must be complete and every page hold its
+ * source.  Every MADV_DONTNEED of the zapper is a TLB shootdown, which
+ * under TCG makes the test take 3-17 s (25 runs): hence the timeout.
  */
-TEST_F(gmem_dev, rw_source_unmapped_meanwhile)
+TEST_F_TIMEOUT(gmem_dev, rw_source_unmapped_meanwhile, 120)
 {
 	const int pages = 16, rounds = 40;
 	struct zap_arg z = { .len = pages * page_size };

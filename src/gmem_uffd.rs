@@ -284,6 +284,37 @@ fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedF
 /// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
 ///
 /// A page with a hardware memory error fails with `EIO`, as shmem's do.
+/// Writes into page `index` of the file with `copy`, which copies into the locked folio at
+/// `offset` and returns how many bytes it copied.  A page the write creates is published with
+/// the rest zeroed, or, if `copy` copied nothing, removed again: the hole stays a hole.
+fn write_page(
+    data: &Gmem,
+    mapping: &AddressSpace,
+    index: usize,
+    offset: usize,
+    copy: impl FnOnce(&LockedFolio) -> Result<usize>,
+) -> Result<usize> {
+    let _inval = mapping.invalidate_lock_shared();
+    let folio = lock_or_create(data, mapping, index)?;
+    let copied = copy(&folio)?;
+    if !folio.is_uptodate() {
+        if copied == 0 {
+            mapping.remove_folio(&folio)?;
+            return Ok(0);
+        }
+        // A new page: the part not written reads as zeros.
+        folio.zero_range(0, offset)?;
+        folio.zero_range(offset + copied, folio.size() - offset - copied)?;
+        // Only now may faults, reads and UFFDIO_CONTINUE see the page.
+        if let Err(e) = folio.mark_uptodate() {
+            // Could not leave the direct map: leave the hole it was.
+            mapping.remove_folio(&folio)?;
+            return Err(e);
+        }
+    }
+    Ok(copied)
+}
+
 fn lock_or_create(data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     let folio = lock_or_create_any(data, mapping, index)?;
     if folio.is_hwpoison() {
@@ -486,6 +517,7 @@ impl AnonFileOperations for Gmem {
         }
         let len = core::cmp::min(iov.len() as u64, size - start) as usize;
         let mut done = 0;
+        let mut bounce: Option<KVec<u8>> = None;
         while done < len {
             let at = start + done as u64;
             let (index, offset) = (
@@ -495,41 +527,35 @@ impl AnonFileOperations for Gmem {
             let n = core::cmp::min(PAGE_SIZE - offset, len - done);
             // The source is made present before any lock is taken: it may be a mapping of this
             // very file, whose fault would need the folio lock held below, where the copy takes
-            // no fault (a page reclaimed meanwhile is faulted in again on the next pass).
+            // no fault.
             if fault_in_readable(iov, n) == n {
                 break;
             }
-            let result = (|| -> Result<usize> {
-                let _inval = mapping.invalidate_lock_shared();
-                let folio = lock_or_create(data, mapping, index)?;
-                let copied = folio.copy_from_iter_atomic(offset, n, iov)?;
-                if !folio.is_uptodate() {
-                    if copied == 0 {
-                        // Holds no data: leave a hole, as before this write.
-                        mapping.remove_folio(&folio)?;
-                        return Ok(0);
-                    }
-                    // A new page: the part not written reads as zeros.
-                    folio.zero_range(0, offset)?;
-                    folio.zero_range(offset + copied, folio.size() - offset - copied)?;
-                    // Only now may faults, reads and UFFDIO_CONTINUE see the page.
-                    if let Err(e) = folio.mark_uptodate() {
-                        // Could not leave the direct map: leave the hole it was.
-                        mapping.remove_folio(&folio)?;
-                        return Err(e);
-                    }
+            let mut result = write_page(data, mapping, index, offset, |folio| {
+                folio.copy_from_iter_atomic(offset, n, iov)
+            });
+            if let Ok(0) = result {
+                // The source went away between the fault-in and the copy (another thread
+                // unmapping it, reclaim).  Once more through a bounce page filled with faults
+                // allowed and no lock held, so that every pass makes progress.
+                result = match &mut bounce {
+                    Some(page) => Ok(page),
+                    None => KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)
+                        .map(|page| bounce.insert(page))
+                        .map_err(Error::from),
                 }
-                Ok(copied)
-            })();
+                .and_then(|page| {
+                    let got = iov.copy_from_iter(&mut page[..n]);
+                    if got == 0 {
+                        // Not even a fault brings the source in.
+                        return Err(EFAULT);
+                    }
+                    write_page(data, mapping, index, offset, |folio| {
+                        folio.write_bytes(offset, &page[..got]).map(|()| got)
+                    })
+                });
+            }
             match result {
-                Ok(0) if kernel::current!().signal_pending() => {
-                    // The source keeps going away between the fault-in and the copy (another
-                    // thread unmapping it): a signal ends the retries.
-                    if done == 0 {
-                        return Err(EINTR);
-                    }
-                    break;
-                }
                 Ok(copied) => done += copied,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
