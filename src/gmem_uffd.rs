@@ -281,9 +281,6 @@ fn insert(mapping: &AddressSpace, new: NewFolio, index: usize) -> Result<LockedF
     Ok(folio)
 }
 
-/// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
-///
-/// A page with a hardware memory error fails with `EIO`, as shmem's do.
 /// Writes into page `index` of the file with `copy`, which copies into the locked folio at
 /// `offset` and returns how many bytes it copied.  A page the write creates is published with
 /// the rest zeroed, or, if `copy` copied nothing, removed again: the hole stays a hole.
@@ -315,6 +312,9 @@ fn write_page(
     Ok(copied)
 }
 
+/// Returns the folio at `index`, locked, creating it (not yet up to date) if there is none.
+///
+/// A page with a hardware memory error fails with `EIO`, as shmem's do.
 fn lock_or_create(data: &Gmem, mapping: &AddressSpace, index: usize) -> Result<LockedFolio> {
     let folio = lock_or_create_any(data, mapping, index)?;
     if folio.is_hwpoison() {
@@ -349,6 +349,14 @@ fn finish_io(pos: &mut i64, done: usize, len: usize) -> Result<usize> {
     }
     *pos += done as i64;
     Ok(done)
+}
+
+/// The page-sized bounce buffer of one read or write call, allocated on its first use.
+fn bounce_page(bounce: &mut Option<KVec<u8>>) -> Result<&mut KVec<u8>> {
+    match bounce {
+        Some(page) => Ok(page),
+        None => Ok(bounce.insert(KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?)),
+    }
 }
 
 /// Makes sure a locked folio is up to date, zeroing it if it is not.
@@ -474,10 +482,7 @@ impl AnonFileOperations for Gmem {
                 }
                 // Out of the direct map: copied locked, through a bounce page.
                 Some(folio) if folio.is_uptodate() => {
-                    let page = match &mut bounce {
-                        Some(page) => page,
-                        None => bounce.insert(KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?),
-                    };
+                    let page = bounce_page(&mut bounce)?;
                     let buf = &mut page[..n];
                     let locked = Folio::lock(folio);
                     // A page punched meanwhile reads as the hole it now is.
@@ -538,13 +543,7 @@ impl AnonFileOperations for Gmem {
                 // The source went away between the fault-in and the copy (another thread
                 // unmapping it, reclaim).  Once more through a bounce page filled with faults
                 // allowed and no lock held, so that every pass makes progress.
-                result = match &mut bounce {
-                    Some(page) => Ok(page),
-                    None => KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)
-                        .map(|page| bounce.insert(page))
-                        .map_err(Error::from),
-                }
-                .and_then(|page| {
+                result = bounce_page(&mut bounce).and_then(|page| {
                     let got = iov.copy_from_iter(&mut page[..n]);
                     if got == 0 {
                         // Not even a fault brings the source in.
