@@ -177,14 +177,15 @@ static const char *kvm_open(void)
 
 static int mem_create(enum kind k, size_t size)
 {
-	struct kvm_create_guest_memfd args = { .size = size, .flags = GMEM_SHARED };
+	struct kvm_create_guest_memfd args = {
+		.size = size,
+		.flags = GMEM_SHARED | (k == K_SECRET ? GUEST_MEMFD_FLAG_NO_DIRECT_MAP : 0),
+	};
 	int fd = -1;
 
 	switch (k) {
 	case K_GMEM:
 	case K_SECRET:
-		if (k == K_SECRET)
-			args.flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
 		fd = ioctl(gmem_dev, KVM_CREATE_GUEST_MEMFD, &args);
 		break;
 	case K_KVM:
