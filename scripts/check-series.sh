@@ -26,6 +26,11 @@ git -C "$wt" am --abort >/dev/null 2>&1 || true
 # again from pristine.  (A reset to pristine rewrites every file the applied
 # patches touched, and patch 1 touches mm_types.h: a full rebuild.)
 state=$out/.series-state
+# Another config/base.config: start again from pristine with the new config.
+cfgsum=$(sha256sum < "$TOP/config/base.config" | cut -c1-16)
+if [ "$(cat "$out/.config.frags" 2>/dev/null)" != "$cfgsum" ]; then
+	rm -f "$out/.config" "$state"
+fi
 sums=()
 for p in "${patches[@]}"; do sums+=("$(sha256sum < "$p" | cut -d' ' -f1)"); done
 done_n=0
@@ -45,9 +50,9 @@ if [ "$done_n" -eq 0 ]; then
 	: > "$state"
 fi
 if [ ! -f "$out/.config" ]; then
-	(cd "$wt" && tc env LLVM=1 ARCH=x86_64 scripts/kconfig/merge_config.sh -O "$out" \
-		arch/x86/configs/x86_64_defconfig kernel/configs/kvm_guest.config \
+	(cd "$wt" && tc env LLVM=1 ARCH=x86_64 scripts/kconfig/merge_config.sh -n -O "$out" \
 		"$TOP/config/base.config") >>"$log" 2>&1 || die "config failed; see $log"
+	echo "$cfgsum" > "$out/.config.frags"
 fi
 
 build_prefix() { # N: build the worktree as it is, with N patches applied

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Merge config/base.config and config/$FLAVOUR.config onto x86_64_defconfig
-# in $KOUT, then check that every requested option stuck.
+# Make $KOUT/.config from allnoconfig plus config/base.config and
+# config/$FLAVOUR.config, then check that every requested option stuck.
 . "$(dirname "$0")/lib.sh"
 
 frags=("$TOP/config/base.config" "$TOP/config/$FLAVOUR.config")
@@ -13,8 +13,7 @@ if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.config.frags" 2>/dev/null)" = "$su
 fi
 
 cd "$SRC"
-tc env LLVM=1 ARCH=x86_64 scripts/kconfig/merge_config.sh -O "$KOUT" \
-	arch/x86/configs/x86_64_defconfig \
+tc env LLVM=1 ARCH=x86_64 scripts/kconfig/merge_config.sh -n -O "$KOUT" \
 	"${frags[@]}" > "$KOUT/merge_config.log" 2>&1 ||
 	die "merge_config.sh failed; see $KOUT/merge_config.log"
 
