@@ -5,9 +5,11 @@
  * A guest memory file pins the module twice: its file operations (until
  * __fput() is done with them) and the mount of the module's pseudo file
  * system (until the super block is killed, which runs the module's
- * kill_sb).  Each iteration leaves a single mapping or fd of a file holding
- * the module, drops it from another thread or process while this one calls
- * delete_module(O_NONBLOCK) in a loop, and checks that:
+ * kill_sb); an open fd of /dev/guest_memfd pins it too (the owner of the
+ * device's file operations).  Each iteration leaves a single mapping or fd
+ * of a file, or the device fd, holding the module, drops it from another
+ * thread or process while this one calls delete_module(O_NONBLOCK) in a
+ * loop, and checks that:
  *
  *  - delete_module() refuses (EWOULDBLOCK/EBUSY) while anything of the file
  *    is left, and succeeds once it is gone (within UNLOAD_TIMEOUT_MS);
@@ -17,8 +19,9 @@
  * A teardown step running after the module text is freed would oops or be
  * reported by KASAN: the kernel log check of the run catches that.  The
  * variants drop the last reference by munmap() (the fput is deferred to
- * the return to user space), by close() of the last fd, and by the exit of
- * a child process that held the last mapping.  The module is left loaded.
+ * the return to user space), by close() of the last fd, by the exit of a
+ * child process that held the last mapping, and by close() of the device
+ * fd.  The module is left loaded.
  *
  * GMEM_MODULE_ITERS (default 10) iterations per variant.
  */
@@ -60,7 +63,7 @@ static int try_unload(void)
 	return syscall(SYS_delete_module, GMEM_MODULE, O_NONBLOCK) ? -errno : 0;
 }
 
-enum drop { DROP_MUNMAP, DROP_CLOSE, DROP_EXIT };
+enum drop { DROP_MUNMAP, DROP_CLOSE, DROP_EXIT, DROP_DEVICE };
 
 struct holder {
 	enum drop how;
@@ -93,6 +96,7 @@ FIXTURE_VARIANT(unload) {
 FIXTURE_VARIANT_ADD(unload, last_munmap) { .how = DROP_MUNMAP };
 FIXTURE_VARIANT_ADD(unload, last_close) { .how = DROP_CLOSE };
 FIXTURE_VARIANT_ADD(unload, last_exit) { .how = DROP_EXIT };
+FIXTURE_VARIANT_ADD(unload, last_device_close) { .how = DROP_DEVICE };
 
 FIXTURE_SETUP(unload)
 {
@@ -111,18 +115,22 @@ FIXTURE_TEARDOWN(unload)
 
 /*
  * A file of one page with one byte written, and what holds it afterwards:
- * a mapping (munmap, exit) or the fd (close).  Nothing else of the module
- * (the device fd, other files) is left.
+ * a mapping (munmap, exit) or the fd (close); or, for DROP_DEVICE, an open
+ * fd of the device and no file.  Nothing else of the module is left.
  */
 static void make_holder(struct __test_metadata *_metadata, struct holder *h)
 {
 	int dev = gmem_open_dev();
 
 	ASSERT_LE(0, dev) TH_LOG("open %s: %s", GMEM_DEV, strerror(-dev));
+	h->mem = NULL;
+	if (h->how == DROP_DEVICE) {
+		h->fd = dev;
+		return;
+	}
 	h->fd = create_gmem(dev, page_size, GMEM_SHARED);
 	close(dev);
 	ASSERT_LE(0, h->fd) TH_LOG("KVM_CREATE_GUEST_MEMFD: %s", strerror(-h->fd));
-	h->mem = NULL;
 	if (h->how == DROP_CLOSE)
 		return;
 	ASSERT_EQ(0, map_gmem(h->fd, page_size, MAP_SHARED, &h->mem));

@@ -24,14 +24,12 @@
 use kernel::{
     debugfs,
     fs::{
-        anon_file::{
-            AnonFileDevice, AnonFileDeviceOperations, AnonFileOperations, DeviceRegistration,
-            MmapArea, PseudoFs, ReleasingFile,
-        },
+        anon_file::{AnonFileOperations, MmapArea, PseudoFs, ReleasingFile},
         file::{File, LocalFile},
     },
     iov::{IovIterDest, IovIterSource},
     kvm_gmem::{self, Backend, Kvm},
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::{
         folio::{fault_in_readable, Folio, FreeingFolio, LockedFolio, NewFolio},
         mempolicy::SharedPolicy,
@@ -84,9 +82,6 @@ const MAX_SIZE: u64 = 1 << 40;
 const GMEM_UFFD_MAGIC: usize = 0x474d_5546;
 /// The pseudo file system of guest memory files.
 static GMEM_FS: PseudoFs<Gmem> = PseudoFs::new(c"gmem_uffd", GMEM_UFFD_MAGIC, &THIS_MODULE);
-/// `/dev/guest_memfd`, whose `KVM_CREATE_GUEST_MEMFD` creates them.
-static GMEM_DEV: AnonFileDevice<GmemDevice> =
-    AnonFileDevice::new(c"guest_memfd", &GMEM_FS, &THIS_MODULE);
 /// Allocation flags of guest memory, as KVM's guest_memfd uses: not movable (the pages stay
 /// where the guest put them, see `init_mapping`), confined to the task's cpuset.
 const GMEM_GFP: kernel::alloc::Flags = GFP_HIGHUSER;
@@ -109,7 +104,8 @@ static KVM_FOLIOS: Atomic<i64> = Atomic::new(0);
 #[pin_data]
 struct GmemUffdModule {
     _kvm: Option<Pin<KBox<kvm_gmem::Registration<Gmem>>>>,
-    _device: DeviceRegistration<GmemDevice>,
+    #[pin]
+    _device: MiscDeviceRegistration<GmemDevice>,
     _debugfs: debugfs::Dir,
     #[pin]
     _files: debugfs::File<()>,
@@ -216,7 +212,9 @@ impl kernel::InPlaceModule for GmemUffdModule {
             } else {
                 None
             },
-            _device: GMEM_DEV.register()?,
+            _device <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"guest_memfd",
+            }),
             _files <- dir.read_callback_file(c"files", (), &show_files),
             _folios <- dir.read_callback_file(c"folios", (), &show_folios),
             _missing <- dir.read_callback_file(c"missing_events", (), &show_missing),
@@ -406,15 +404,22 @@ impl Gmem {
     }
 }
 
-/// `/dev/guest_memfd`: its `ioctl(KVM_CREATE_GUEST_MEMFD)` creates guest memory files.
+/// `/dev/guest_memfd`: its `ioctl(KVM_CREATE_GUEST_MEMFD)` creates guest memory files.  An
+/// open descriptor of the device has no state of its own.
 struct GmemDevice;
 
-impl AnonFileDeviceOperations for GmemDevice {
-    type Files = Gmem;
+#[vtable]
+impl MiscDevice for GmemDevice {
+    type Ptr = ();
+    const OWNER: &'static ThisModule = &THIS_MODULE;
 
-    fn ioctl(fs: &'static PseudoFs<Gmem>, cmd: u32, arg: usize) -> Result<isize> {
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result {
+        Ok(())
+    }
+
+    fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
-            KVM_CREATE_GUEST_MEMFD => Gmem::create(fs, arg),
+            KVM_CREATE_GUEST_MEMFD => Gmem::create(&GMEM_FS, arg),
             _ => Err(ENOTTY),
         }
     }

@@ -6,17 +6,12 @@
 //! that the page cache, the size and the memory mappings belong to that one file.  The inodes
 //! live on a pseudo file system that the driver mounts internally ([`PseudoFs`]); the files
 //! are created with [`PseudoFs::create_file`] and installed as new file descriptors, usually
-//! from the `ioctl()` of an [`AnonFileDevice`] (whose behaviour is an
-//! [`AnonFileDeviceOperations`] implementation).  Their behaviour is given by an
-//! [`AnonFileOperations`] implementation.  Each file's data lives in its inode
+//! from the `ioctl()` of a misc device (see [`crate::miscdevice`]).  Their behaviour is given
+//! by an [`AnonFileOperations`] implementation.  Each file's data lives in its inode
 //! ([`AnonInode`], allocated by the pseudo file system as KVM's guest_memfd allocates its
 //! `gmem_inode`), and is what every file operation, the fault handler and the userfaultfd
-//! operations (see [`crate::mm::vm_ops`]) receive.  Both the pseudo file system and the device
-//! are `static`s of the driver, so no file can outlive them.
-//!
-//! Why not [`crate::miscdevice::MiscDeviceRegistration`] for the device: its file operations
-//! have no `owner`, so an open file descriptor of the device does not keep the module loaded,
-//! and `open()` cannot reach data of the registration such as the pseudo file system.
+//! operations (see [`crate::mm::vm_ops`]) receive.  The pseudo file system is a `static` of the
+//! driver, and every file holds a reference on the driver's module, so no file can outlive it.
 //!
 //! The size of such a file is set at creation and cannot be changed: `ftruncate()` and other
 //! attribute changes fail with `EINVAL`.
@@ -36,10 +31,7 @@ use crate::{
         vm_ops::UffdOperations,
     },
     prelude::*,
-    sync::{
-        aref::ARef,
-        atomic::{Acquire, Atomic, Release},
-    },
+    sync::aref::ARef,
     types::Opaque,
     ThisModule,
 };
@@ -516,147 +508,6 @@ pub trait AnonFileOperations: Sized + 'static {
     /// Called when a folio has left the page cache of a file and is about to be freed.
     fn free_folio(folio: &FreeingFolio) {
         let _ = folio;
-    }
-}
-
-/// The operations of an [`AnonFileDevice`], the character device that creates the files.
-///
-/// The device and its files are separate: an open descriptor of the device has no file data,
-/// and reaches the files only through the pseudo file system it creates them on.
-pub trait AnonFileDeviceOperations: 'static {
-    /// The operations of the files the device creates.
-    type Files: AnonFileOperations;
-
-    /// `ioctl()` on the device: typically creates a file of `fs` with
-    /// [`PseudoFs::create_file`] and returns its file descriptor.  `ENOTTY` for a command the
-    /// device does not know.
-    fn ioctl(fs: &'static PseudoFs<Self::Files>, cmd: u32, arg: usize) -> Result<isize>;
-}
-
-/// A misc character device whose `ioctl()` creates anonymous files of a [`PseudoFs`], the way
-/// `/dev/kvm` creates VM file descriptors.
-///
-/// Like the [`PseudoFs`] it serves, it is made with the `const fn` [`AnonFileDevice::new`] in
-/// a `static`; [`AnonFileDevice::register`] registers it for as long as the returned
-/// [`DeviceRegistration`] lives (usually a field of the module).  Open file descriptors of the
-/// device hold a reference on the module, like the files it creates, so the module cannot be
-/// unloaded while any exists; the device's `ioctl` uses nothing but the `static` itself, so an
-/// open descriptor may outlive the registration (its `ioctl` then still works, as a misc
-/// device's does after `misc_deregister()`).
-///
-/// ```ignore
-/// static DEV: AnonFileDevice<MyDevice> = AnonFileDevice::new(c"my_dev", &FS, &THIS_MODULE);
-/// // In the module's init: `_dev: DEV.register()?`
-/// ```
-///
-/// # Invariants
-///
-/// `fops` names the `module` of [`AnonFileDevice::new`] as `owner`.  `misc` is registered with
-/// `misc_register` (its `fops` pointing at `fops`) exactly while `registered` is set, which only
-/// a [`DeviceRegistration`] of `self` does; nothing else writes `misc`.  A value used through
-/// the API is `'static`.
-pub struct AnonFileDevice<T: AnonFileDeviceOperations> {
-    misc: Opaque<bindings::miscdevice>,
-    fops: Opaque<bindings::file_operations>,
-    name: &'static CStr,
-    fs: &'static PseudoFs<T::Files>,
-    registered: Atomic<bool>,
-}
-
-// SAFETY: The misc device is registered and used through thread-safe calls, and its one writer
-// is serialised by `registered`.
-unsafe impl<T: AnonFileDeviceOperations> Send for AnonFileDevice<T> {}
-// SAFETY: As above.
-unsafe impl<T: AnonFileDeviceOperations> Sync for AnonFileDevice<T> {}
-
-impl<T: AnonFileDeviceOperations> AnonFileDevice<T> {
-    /// A misc device `/dev/<name>` (mode 0600) of `module` whose `ioctl()` creates files of
-    /// `fs` with [`AnonFileDeviceOperations::ioctl`].  Not registered yet.
-    pub const fn new(
-        name: &'static CStr,
-        fs: &'static PseudoFs<T::Files>,
-        module: &'static ThisModule,
-    ) -> Self {
-        let mut fops: bindings::file_operations = pin_init::zeroed();
-        fops.owner = module.as_ptr();
-        fops.unlocked_ioctl = Some(Self::ioctl);
-        // The argument is a user pointer: `compat_ptr_ioctl` converts it (`None` without
-        // `CONFIG_COMPAT`).
-        fops.compat_ioctl = bindings::compat_ptr_ioctl;
-        fops.llseek = Some(bindings::noop_llseek);
-        // INVARIANT: `fops` names `module`; `misc` is not registered.
-        Self {
-            misc: Opaque::new(pin_init::zeroed()),
-            fops: Opaque::new(fops),
-            name,
-            fs,
-            registered: Atomic::new(false),
-        }
-    }
-
-    /// Registers the misc device, until the returned registration is dropped.
-    ///
-    /// Fails with `EBUSY` while the device is registered already, or with the error of
-    /// `misc_register()` (`EBUSY` if the name is taken).
-    pub fn register(&'static self) -> Result<DeviceRegistration<T>> {
-        if self.registered.xchg(true, Acquire) {
-            return Err(EBUSY);
-        }
-        let misc = self.misc.get();
-        // SAFETY: `registered` was clear and is now ours: the device is not registered and no
-        // one else writes `misc` (type invariant).  `fops` and `name` are `'static`.
-        let ret = unsafe {
-            let mut m: bindings::miscdevice = pin_init::zeroed();
-            m.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
-            m.name = self.name.as_char_ptr();
-            m.fops = self.fops.get();
-            misc.write(m);
-            crate::error::to_result(bindings::misc_register(misc))
-        };
-        match ret {
-            // INVARIANT: Registered, and `registered` is set until the registration drops.
-            Ok(()) => Ok(DeviceRegistration { dev: self }),
-            Err(e) => {
-                self.registered.store(false, Release);
-                Err(e)
-            }
-        }
-    }
-
-    /// # Safety
-    ///
-    /// Called by the VFS as `unlocked_ioctl` of a file opened through our misc device.
-    unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-        // SAFETY: `misc_open` set `private_data` to our `miscdevice`, which is the `misc` field
-        // of a `'static` `AnonFileDevice<T>` (`register` takes `&'static self`).
-        let this: &'static Self = unsafe {
-            &*crate::container_of!(
-                (*file).private_data.cast::<Opaque<bindings::miscdevice>>(),
-                Self,
-                misc
-            )
-        };
-        match T::ioctl(this.fs, cmd, arg) {
-            Ok(ret) => ret as c_long,
-            Err(e) => e.to_errno() as c_long,
-        }
-    }
-}
-
-/// The registration of an [`AnonFileDevice`]: the misc device exists while this lives.
-///
-/// # Invariants
-///
-/// `dev` is registered, and its `registered` flag set, for as long as `self` exists.
-pub struct DeviceRegistration<T: AnonFileDeviceOperations> {
-    dev: &'static AnonFileDevice<T>,
-}
-
-impl<T: AnonFileDeviceOperations> Drop for DeviceRegistration<T> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the device is registered, by us alone.
-        unsafe { bindings::misc_deregister(self.dev.misc.get()) };
-        self.dev.registered.store(false, Release);
     }
 }
 
