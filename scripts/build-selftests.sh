@@ -9,6 +9,8 @@
 #   selftests/*.c (ours), scripts/guest/*.c (the guest's helpers): one program each
 #   selftests/kvm/*.c (ours):    one program each, built by the kvm
 #                                Makefile with its library (kvm_util)
+#   selftests/kvm/TEST-*.patch:  TEST-gmem_uffd, the kernel's TEST patched,
+#                                built the same way
 #
 # The mm tests are built from a copy of their sources with
 # selftests/mm/uffd-guest_memfd.patch applied (the guest_memfd memory type of
@@ -137,27 +139,36 @@ build_mm() {
 KVM_TESTS=(guest_memfd_test set_memory_region_test pre_fault_memory_test
 	x86/private_mem_conversions_test x86/private_mem_kvm_exits_test)
 # Ours, in selftests/kvm/: found through VPATH, built as the Makefile's
-# TEST_GEN_PROGS_EXTENDED (which links them with the library).  Among them
-# guest_memfd_test-gmem_uffd: guest_memfd_test with
-# selftests/kvm/guest_memfd_test-rw.patch applied, made in $KVMPATCHED.
+# TEST_GEN_PROGS_EXTENDED (which links them with the library).  Among them,
+# for each selftests/kvm/TEST-WHAT.patch, TEST-gmem_uffd: the kernel's TEST
+# with that patch applied, made in $KVMPATCHED (guest_memfd_test-rw.patch:
+# read() and write() work; set_memory_region_test-gmem.patch: an option to
+# run only its guest_memfd tests).
 KVMPATCHED=$BLD/kvm-patched
-GMT_PATCH=$TOP/selftests/kvm/guest_memfd_test-rw.patch
-OUR_KVM="$(cd "$TOP/selftests/kvm" && ls *.c | sed 's/\.c$//') guest_memfd_test-gmem_uffd"
+KVM_PATCHES=("$TOP"/selftests/kvm/*.patch)
+OUR_KVM="$(cd "$TOP/selftests/kvm" && ls *.c | sed 's/\.c$//')"
+for p in "${KVM_PATCHES[@]}"; do
+	p=$(basename "$p")
+	OUR_KVM="$OUR_KVM ${p%-*}-gmem_uffd"
+done
 
 prepare_kvm_patched() {
 	# Rewritten only when its content changes, so make rebuilds only then.
-	local new=$KVMPATCHED/new
-	mkdir -p "$new/tools/testing/selftests/kvm"
-	cp "$ST/kvm/guest_memfd_test.c" "$new/tools/testing/selftests/kvm/"
-	if ! (cd "$new" && run patch -p1 --forward --batch --fuzz=0 \
-		--no-backup-if-mismatch -i "$GMT_PATCH"); then
-		die "$GMT_PATCH does not apply to $SRC; full log: $log"
-	fi
-	if ! cmp -s "$new/tools/testing/selftests/kvm/guest_memfd_test.c" \
-		"$KVMPATCHED/guest_memfd_test-gmem_uffd.c"; then
-		cp "$new/tools/testing/selftests/kvm/guest_memfd_test.c" \
-			"$KVMPATCHED/guest_memfd_test-gmem_uffd.c"
-	fi
+	local new=$KVMPATCHED/new p t
+	for p in "${KVM_PATCHES[@]}"; do
+		t=$(basename "$p")
+		t=${t%-*}
+		rm -rf "$new"
+		mkdir -p "$new/tools/testing/selftests/kvm"
+		cp "$ST/kvm/$t.c" "$new/tools/testing/selftests/kvm/"
+		if ! (cd "$new" && run patch -p1 --forward --batch --fuzz=0 \
+			--no-backup-if-mismatch -i "$p"); then
+			die "$p does not apply to $SRC; full log: $log"
+		fi
+		if ! cmp -s "$new/tools/testing/selftests/kvm/$t.c" "$KVMPATCHED/$t-gmem_uffd.c"; then
+			cp "$new/tools/testing/selftests/kvm/$t.c" "$KVMPATCHED/$t-gmem_uffd.c"
+		fi
+	done
 	rm -rf "$new"
 }
 
@@ -225,7 +236,7 @@ say "selftests: start (log: $log)"
 stage "selftests: uapi headers" build_headers
 stage "selftests: mm sources (patched copy)" prepare_mm_src
 stage "selftests: mm (uffd-unit-tests, uffd-stress)" build_mm
-stage "selftests: kvm, patched guest_memfd_test" prepare_kvm_patched
+stage "selftests: kvm, patched copies (selftests/kvm/*.patch)" prepare_kvm_patched
 stage "selftests: kvm (${KVM_TESTS[*]##*/} $OUR_KVM)" build_kvm
 stage "selftests: ours (selftests/)" build_ours
 for f in "$BLD/mm/uffd-unit-tests" "$BLD/mm/uffd-stress" \

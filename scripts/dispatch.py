@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Hand the lines of a test plan to the guests of one run, a line at a time.
+
+    dispatch.py PLAN LOG SOCKET...
+
+Listens on each unix SOCKET; run-qemu.sh connects the second serial port
+(/dev/ttyS1) of one guest to each.  A guest that is ready for a test
+writes "next"; the answer is the next line of PLAN (comments and blank
+lines left out), or "end" once every line has been handed out.  So each
+plan line runs exactly once, on whichever guest asks first, and a guest
+that finishes early takes the next line instead of idling.  Each line
+handed out is recorded in LOG as "guest N: GROUP NAME".  Any other input
+(line noise) is ignored.  Runs until killed.
+"""
+
+import os
+import selectors
+import socket
+import sys
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    plan, log_path, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+    with open(plan) as f:
+        queue = [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+    queue.reverse()
+    log = open(log_path, "w", buffering=1)
+    sel = selectors.DefaultSelector()
+    for n, path in enumerate(paths, 1):
+        if os.path.exists(path):
+            os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen()
+        sel.register(srv, selectors.EVENT_READ, ("listen", n))
+    while True:
+        for key, _ in sel.select():
+            kind, n = key.data[0], key.data[1]
+            if kind == "listen":
+                # A guest (re)booted: its serial port connects.
+                conn, _ = key.fileobj.accept()
+                sel.register(conn, selectors.EVENT_READ, ("guest", n, bytearray()))
+                continue
+            buf = key.data[2]
+            data = key.fileobj.recv(4096)
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                continue
+            buf += data
+            while b"\n" in buf:
+                line, _, rest = bytes(buf).partition(b"\n")
+                buf[:] = rest
+                if line.strip(b"\r ") != b"next":
+                    continue
+                if queue:
+                    test = queue.pop()
+                    log.write(f"guest {n}: {' '.join(test.split()[:2])}\n")
+                else:
+                    test = "end"
+                key.fileobj.sendall(test.encode() + b"\n")
+
+
+if __name__ == "__main__":
+    main()
