@@ -35,7 +35,7 @@ mark() {
 	printf '\n@@@ %s\n' "$*"
 }
 
-mark "GUEST kernel $(uname -r) cpus $(nproc) mem $(awk '/MemTotal/{print $2}' /proc/meminfo)kB"
+mark "GUEST kernel $(uname -r) cpus $(nproc) mem $(awk '/MemTotal/{print $2}' /proc/meminfo)kB${LANE:+ guest $LANE}"
 echo "${HUGEPAGES:-64}" > /proc/sys/vm/nr_hugepages
 mark "GUEST hugepages $(cat /proc/sys/vm/nr_hugepages)"
 # userfaultfd from unprivileged users is off by default; the tests run as
@@ -90,17 +90,39 @@ if [ -f /modules/gmem_uffd.ko ]; then
 	mark "END setup insmod rc=$rc"
 fi
 
-while read -r group name tmo cmd; do
+# The plan's lines, one at a time.  Booted by run-qemu.sh (QUEUE=1 on the
+# kernel command line), the guest asks the host for each on its second
+# serial port (scripts/dispatch.py): the guests of one run share the plan,
+# and "end" says it is done.  Booted by hand, it reads /tests/plan.  The
+# tests do not inherit fd 3.
+if [ -n "${QUEUE:-}" ]; then
+	stty -F /dev/ttyS1 raw -echo
+	exec 3<>/dev/ttyS1
+	next_test() {
+		echo next >&3
+		IFS= read -r line <&3 && [ "$line" != end ]
+	}
+else
+	exec 3</tests/plan
+	next_test() {
+		IFS= read -r line <&3
+	}
+fi
+while next_test; do
+	read -r group name tmo cmd <<EOF
+$line
+EOF
 	case "$group" in ''|'#'*) continue ;; esac
 	cmd=${cmd%%#:*}
 	mark "BEGIN $group $name"
 	start=$(date +%s)
 	# shellcheck disable=SC2086
-	timeout "$tmo" sh -c "cd /tmp && exec $cmd" < /dev/null 2>&1
+	timeout "$tmo" sh -c "cd /tmp && exec $cmd" < /dev/null 3<&- 2>&1
 	rc=$?
 	mark "END $group $name rc=$rc secs=$(( $(date +%s) - start ))"
 	sync
-done < /tests/plan
+done
+exec 3<&-
 
 # Every guest memory file and folio is gone once the tests are.
 if [ -d /sys/kernel/debug/gmem_uffd ]; then

@@ -2,16 +2,18 @@
 # SPDX-License-Identifier: GPL-2.0
 """Turn the serial log of a guest run into per-test results and totals.
 
-    results.py --plan PLAN [--host-log HOSTLOG] GUEST_LOG
+    results.py --plan PLAN [--host-log HOSTLOG] GUEST_LOG...
 
 The guest (scripts/guest-init.sh) runs each line of PLAN and frames its
-output with "@@@ BEGIN GROUP NAME" / "@@@ END GROUP NAME rc=N".  Markers
+output with "@@@ BEGIN GROUP NAME" / "@@@ END GROUP NAME rc=N"; when
+several guests shared the plan (run-qemu.sh, LANES), each line ran on one
+of them, and each GUEST_LOG is judged, its kernel on its own.  Markers
 are found anywhere in a line: a test killed in the middle of a line is
 still seen to end.  The rules (Documentation/testing.rst, "How the verdict
 is made"):
 
-- every plan line has exactly one BEGIN/END record: none, a BEGIN without
-  its END, or two records, is a failure;
+- every plan line has exactly one BEGIN/END record, in all the logs
+  together: none, a BEGIN without its END, or two records, is a failure;
 - TAP: one result per "ok"/"not ok" line; a TAP plan "1..N" must be
   matched by exactly N results at its indentation (KTAP subtests are
   indented); a SKIP or TODO fails unless the plan line declares it
@@ -200,7 +202,7 @@ class Record:
 def scan(text):
     """The records and blocks of a serial log."""
     log = types.SimpleNamespace(records=[], dmesg=None, kmemleak=None, done=False,
-                                taint=None, retries=[])
+                                taint=None)
     cur = None
     block = None
 
@@ -235,9 +237,6 @@ def scan(text):
                 setattr(log, block.lower(), [])
             elif key in (["DMESG", "END"], ["KMEMLEAK", "END"]):
                 block = None
-            elif marker and words[1] == "KNOWN-ISSUE-RETRY":
-                if cur:
-                    log.retries.append(f"{cur.group}/{cur.name}: {' '.join(words[2:])}")
             elif marker and words[1] == "TAINTED" and len(words) > 2 and words[2].isdigit():
                 log.taint = int(words[2])
             elif key == ["GUEST", "DONE"]:
@@ -254,13 +253,16 @@ def scan(text):
     return log
 
 
-def judge_records(log, plan, default, res):
+def judge_records(log, plan, default, res, guest=""):
+    """Judge each record of a log; a record not in the plan (the guest's
+    own: setup, leak) gets GUEST after its name."""
     for r in log.records:
+        name = r.name if (r.group, r.name) in plan else r.name + guest
         if r.problem:
             tail = "\n".join("    " + l for l in r.lines[-10:])
-            res.add(r.group, r.name, "fail", f"    {r.problem}; its last lines:\n{tail}")
+            res.add(r.group, name, "fail", f"    {r.problem}; its last lines:\n{tail}")
         else:
-            judge_tap(r.group, r.name, r.lines, r.rc, plan.get((r.group, r.name), default), res)
+            judge_tap(r.group, name, r.lines, r.rc, plan.get((r.group, r.name), default), res)
 
 
 def memcg_oom_report(klog, i):
@@ -274,7 +276,16 @@ def memcg_oom_report(klog, i):
                     for l in after))
 
 
-def judge_kernel(log, lines, res):
+def judge_kernel(log, lines, res, guest=""):
+    """The checks of one guest's kernel, each named with GUEST at its end."""
+    first = len(res.rows)
+    judge_kernel_log(log, lines, res)
+    for i in range(first, len(res.rows)):
+        group, name, status, detail = res.rows[i]
+        res.rows[i] = (group, name + guest, status, detail)
+
+
+def judge_kernel_log(log, lines, res):
     if not log.done:
         res.add("kernel", "guest finished and powered off", "fail",
                 "    no '@@@ GUEST DONE': timeout, panic or hang; see the log")
@@ -325,8 +336,13 @@ def judge_kernel(log, lines, res):
             f"{' '.join(c for c, _ in flags)}" if bad else "")
 
 
-def evaluate(guest_text, plan_text, host_text=None):
-    """Judge a guest's serial log against its plan: (Results, notes)."""
+def evaluate(guest_texts, plan_text, host_text=None):
+    """Judge the serial logs of the guests that shared a plan: Results.
+    GUEST_TEXTS is one log or a list of them; every plan line
+    must have exactly one record among them all.  With several guests,
+    each guest's own checks are named with "(guest K)"."""
+    if isinstance(guest_texts, str):
+        guest_texts = [guest_texts]
     res = Results()
     plan = read_plan(plan_text, res)
     if host_text is not None:
@@ -334,20 +350,22 @@ def evaluate(guest_text, plan_text, host_text=None):
         if not host.records:
             res.add("harness", "host tests", "fail", "    no record in the host log")
         judge_records(host, {}, TAP, res)
-    log = scan(guest_text)
-    judge_records(log, plan, NOTAP, res)
-    runs = collections.Counter((r.group, r.name) for r in log.records)
+    runs = collections.Counter()
+    for k, text in enumerate(guest_texts, 1):
+        guest = f" (guest {k})" if len(guest_texts) > 1 else ""
+        log = scan(text)
+        judge_records(log, plan, NOTAP, res, guest)
+        runs.update((r.group, r.name) for r in log.records)
+        judge_kernel(log, text.replace("\r", "").split("\n"), res, guest)
     for group, name in plan:
         n = runs[(group, name)]
         if n != 1:
-            res.add(group, name, "fail", "    no result: the guest never ran this plan line"
+            res.add(group, name, "fail", "    no result: no guest ran this plan line"
                     if not n else f"    {n} records for one plan line")
-    judge_kernel(log, guest_text.replace("\r", "").split("\n"), res)
-    notes = [f"known upstream issue hit and retried once: {r}" for r in log.retries]
-    return res, notes
+    return res
 
 
-def report(res, notes, out=sys.stdout):
+def report(res, out=sys.stdout):
     """Print every result, the groups and the totals: the exit status."""
     counts = collections.Counter()
     groups = collections.OrderedDict()
@@ -363,8 +381,6 @@ def report(res, notes, out=sys.stdout):
         if c["skip"]:
             s += f", {c['skip']} skipped"
         print(s, file=out)
-    for note in notes:
-        print(f"  note: {note}", file=out)
     total = f"{counts['pass']} passed, {counts['fail']} failed"
     if counts["skip"]:
         total += f", {counts['skip']} skipped"
@@ -376,7 +392,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plan", required=True, help="the plan the guest ran")
     ap.add_argument("--host-log", help="records of tests run on the host")
-    ap.add_argument("log", help="the guest's serial log")
+    ap.add_argument("log", nargs="+", help="the serial log of each guest")
     args = ap.parse_args()
 
     def read(path):
@@ -384,7 +400,7 @@ def main():
             return f.read()
 
     host = read(args.host_log) if args.host_log else None
-    return report(*evaluate(read(args.log), read(args.plan), host))
+    return report(evaluate([read(l) for l in args.log], read(args.plan), host))
 
 
 if __name__ == "__main__":
