@@ -105,7 +105,7 @@ guest() {
 			-display none -monitor none -serial "file:$log" \
 			-chardev "socket,id=queue,path=$sockdir/q$k" -serial chardev:queue \
 			-kernel "${BZIMAGE:-$KOUT/arch/x86/boot/bzImage}" -initrd "$initrd" \
-			-append "$cmdline LANE=$k" < /dev/null &
+			-append "$cmdline${who:+ LANE=$k}" < /dev/null &
 		qemu=$!
 		waited=0
 		while kill -0 $qemu 2>/dev/null && ! grep -q '^@@@ GUEST kernel' "$log" &&
