@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Unloading the module while the last user of one of its files goes away.
+ * Unloading the module while the last user of one of its files, or of
+ * /dev/guest_memfd, goes away.
  *
  * A guest memory file pins the module twice: its file operations (until
  * __fput() is done with them) and the mount of the module's pseudo file

@@ -384,7 +384,9 @@ impl Gmem {
         Ok(())
     }
 
-    fn create(fs: &'static PseudoFs<Gmem>, arg: usize) -> Result<isize> {
+    /// `ioctl(KVM_CREATE_GUEST_MEMFD)` on `/dev/guest_memfd`: a new file with the size and
+    /// flags of the `struct kvm_create_guest_memfd` at `arg`, as a new descriptor.
+    fn create(arg: usize) -> Result<isize> {
         let args: [u64; 8] = UserSlice::new(UserPtr::from_addr(arg), 64)
             .reader()
             .read()?;
@@ -398,7 +400,7 @@ impl Gmem {
         {
             return Err(EINVAL);
         }
-        let fd = fs.create_file(c"[gmem_uffd]", size as i64, Gmem::new(flags), O_CLOEXEC)?;
+        let fd = GMEM_FS.create_file(c"[gmem_uffd]", size as i64, Gmem::new(flags), O_CLOEXEC)?;
         FILES.add(1, Relaxed);
         Ok(fd as isize)
     }
@@ -419,7 +421,7 @@ impl MiscDevice for GmemDevice {
 
     fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
-            KVM_CREATE_GUEST_MEMFD => Gmem::create(&GMEM_FS, arg),
+            KVM_CREATE_GUEST_MEMFD => Gmem::create(arg),
             _ => Err(ENOTTY),
         }
     }
