@@ -27,7 +27,7 @@ git -C "$wt" am --abort >/dev/null 2>&1 || true
 # patches touched, and patch 1 touches mm_types.h: a full rebuild.)
 state=$out/.series-state
 # Another config/base.config: start again from pristine with the new config.
-cfgsum=$(sha256sum < "$TOP/config/base.config" | cut -c1-16)
+cfgsum=$(frags_sum "$TOP/config/base.config")
 if [ "$(cat "$out/.config.frags" 2>/dev/null)" != "$cfgsum" ]; then
 	rm -f "$out/.config" "$state"
 fi

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 frags=("$TOP/config/base.config" "$TOP/config/$FLAVOUR.config")
-sum=$(cat "${frags[@]}" | sha256sum | cut -c1-16)
+sum=$(frags_sum "${frags[@]}")
 mkdir -p "$KOUT"
 if [ -f "$KOUT/.config" ] && [ "$(cat "$KOUT/.config.frags" 2>/dev/null)" = "$sum" ]; then
 	say "config: $KOUT/.config up to date ($FLAVOUR)"

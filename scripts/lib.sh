@@ -58,6 +58,11 @@ need_root() {
 
 # Which toolchain builds the kernel: "host" or "chroot" (decided by
 # scripts/toolchain.sh and recorded in the cache).
+# frags_sum FRAGMENT...: the checksum of the config fragments a .config was
+# made from, which the build directory keeps in .config.frags: another sum
+# means the .config must be made again.
+frags_sum() { cat "$@" | sha256sum | cut -c1-16; }
+
 tc_mode() { cat "$CACHE/toolchain.mode" 2>/dev/null || echo none; }
 
 # tc CMD...: run CMD with the kernel toolchain, in the current directory.
