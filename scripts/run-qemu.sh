@@ -98,6 +98,9 @@ guest() {
 		-e "s/^@@@ GUEST \(.*\)/    ${who}guest: \1/p" \
 		-e "s/^\(.*Kernel panic.*\)/    $who\1/p" >&2 &
 	local tailer=$!
+	# Killed (run-qemu.sh's own exit kills each guest's subshell): take
+	# QEMU and the progress line with it.
+	trap 'kill $tailer ${qemu:-} 2>/dev/null || true' EXIT
 	for try in 1 2; do
 		: > "$log"
 		timeout -k 10 "${QEMU_TIMEOUT:-3600}" qemu-system-x86_64 "${aopts[@]}" \
