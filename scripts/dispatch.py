@@ -7,11 +7,16 @@
 Listens on each unix SOCKET; run-qemu.sh connects the second serial port
 (/dev/ttyS1) of one guest to each.  A guest that is ready for a test
 writes "next"; the answer is the next line of PLAN (comments and blank
-lines left out), or "end" once every line has been handed out.  So each
-plan line runs exactly once, on whichever guest asks first, and a guest
-that finishes early takes the next line instead of idling.  Each line
-handed out is recorded in LOG as "guest N: GROUP NAME".  Any other input
-(line noise) is ignored.  Runs until killed.
+lines left out), or an empty line once every line has been handed out.  So
+each plan line runs exactly once, on whichever guest asks first, and a
+guest that finishes early takes the next line instead of idling.
+
+Every answer is framed as "@LEN LINE", LEN the length of LINE, so that a
+guest can tell a reply the serial line garbled from a plan line; it then
+writes "again" and gets the same answer once more.  Each line handed out is
+recorded in LOG as "guest N: GROUP NAME", each answer sent again as
+"guest N: sent again".  Any other input (line noise) is ignored.  Runs
+until killed.
 """
 
 import os
@@ -42,9 +47,9 @@ def main():
             if kind == "listen":
                 # A guest (re)booted: its serial port connects.
                 conn, _ = key.fileobj.accept()
-                sel.register(conn, selectors.EVENT_READ, ("guest", n, bytearray()))
+                sel.register(conn, selectors.EVENT_READ, ("guest", n, bytearray(), [b""]))
                 continue
-            buf = key.data[2]
+            buf, last = key.data[2], key.data[3]
             data = key.fileobj.recv(4096)
             if not data:
                 sel.unregister(key.fileobj)
@@ -54,14 +59,17 @@ def main():
             while b"\n" in buf:
                 line, _, rest = bytes(buf).partition(b"\n")
                 buf[:] = rest
-                if line.strip(b"\r ") != b"next":
-                    continue
-                if queue:
-                    test = queue.pop()
-                    log.write(f"guest {n}: {' '.join(test.split()[:2])}\n")
+                req = line.strip(b"\r ")
+                if req == b"again":
+                    log.write(f"guest {n}: sent again\n")
+                elif req == b"next":
+                    test = queue.pop() if queue else ""
+                    if test:
+                        log.write(f"guest {n}: {' '.join(test.split()[:2])}\n")
+                    last[0] = f"@{len(test)} {test}\n".encode()
                 else:
-                    test = "end"
-                key.fileobj.sendall(test.encode() + b"\n")
+                    continue
+                key.fileobj.sendall(last[0])
 
 
 if __name__ == "__main__":

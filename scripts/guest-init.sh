@@ -93,14 +93,29 @@ fi
 # The plan's lines, one at a time.  Booted by run-qemu.sh (QUEUE=1 on the
 # kernel command line), the guest asks the host for each on its second
 # serial port (scripts/dispatch.py): the guests of one run share the plan,
-# and "end" says it is done.  Booted by hand, it reads /tests/plan.  The
-# tests do not inherit fd 3.
+# and an empty line says it is done.  Each answer comes as "@LEN LINE": one
+# whose LINE is not LEN long was garbled on the way and is asked for again,
+# at most twice, with a line in the log; then the guest stops, and the plan
+# lines it did not run fail for want of a result.  Booted by hand, it reads
+# /tests/plan.  The tests do not inherit fd 3.
 if [ -n "${QUEUE:-}" ]; then
 	stty -F /dev/ttyS1 raw -echo
 	exec 3<>/dev/ttyS1
 	next_test() {
+		tries=0
 		echo next >&3
-		IFS= read -r line <&3 && [ "$line" != end ]
+		while IFS= read -r reply <&3; do
+			len=${reply%% *} line=${reply#* }
+			if [ "$len" = "@${#line}" ]; then
+				[ -n "$line" ]
+				return
+			fi
+			echo "queue: garbled answer '$reply' from the host"
+			tries=$((tries + 1))
+			[ "$tries" -lt 3 ] || return 1
+			echo again >&3
+		done
+		return 1
 	}
 else
 	exec 3</tests/plan

@@ -270,7 +270,8 @@ class Verdict(unittest.TestCase):
         self.assertIn(("kernel", "guest finished and powered off (guest 2)"), self.failed())
 
     # scripts/dispatch.py hands each plan line to exactly one guest, in plan
-    # order, whichever asks; then "end" to every guest that asks.
+    # order, whichever asks, framed "@LEN LINE"; the same answer again on
+    # "again"; then the empty line to every guest that asks.
     def test_dispatch(self):
         import socket
         import time
@@ -297,16 +298,18 @@ class Verdict(unittest.TestCase):
                     conns[k].flush()
                     return conns[k].readline().strip()
 
-                got = [ask(0), ask(1, "noise\r\nnext\r\n"), ask(0), ask(1), ask(0)]
-                self.assertEqual(["gmem api 60 /tests/api",
-                                  "uffd stress 60 /tests/uffd-stress anon 32 8",
-                                  "gmem third 60 /tests/third  #: notap", "end", "end"], got)
+                got = [ask(0), ask(1, "noise\r\nnext\r\n"), ask(1, "again\n"), ask(0),
+                       ask(1), ask(0)]
+                self.assertEqual(["@22 gmem api 60 /tests/api",
+                                  "@43 uffd stress 60 /tests/uffd-stress anon 32 8",
+                                  "@43 uffd stress 60 /tests/uffd-stress anon 32 8",
+                                  "@36 gmem third 60 /tests/third  #: notap", "@0", "@0"], got)
             finally:
                 p.kill()
                 p.wait()
             with open(os.path.join(d, "log")) as f:
-                self.assertEqual("guest 1: gmem api\nguest 2: uffd stress\nguest 1: gmem third\n",
-                                 f.read())
+                self.assertEqual("guest 1: gmem api\nguest 2: uffd stress\nguest 2: sent again\n"
+                                 "guest 1: gmem third\n", f.read())
 
     # Every plan of the repository, and the controls, parse.
     def test_plans_parse(self):
