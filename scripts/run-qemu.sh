@@ -11,6 +11,8 @@
 # QEMU_TIMEOUT bounds each guest's run.  QEMU_NUMA nodes (default 2) share
 # the memory and the vCPUs of a guest, so that NUMA placement can be tested.
 # LANES guests (default 1) run side by side and share the plan.
+# QEMU_ICOUNT (TCG only), e.g. "shift=0,sleep=off": the guest's clock counts
+# instructions, not host time (Documentation/performance.rst).
 . "$(dirname "$0")/lib.sh"
 
 name=$1 initrd=$2 plan=${3:?usage: run-qemu.sh NAME INITRAMFS PLAN [HOST_LOG]} hostlog=${4:-}
@@ -23,7 +25,7 @@ fi
 case "$accel" in
 kvm) aopts=(-accel kvm -cpu host) ;;
 # la57=off: see "The early-boot KASAN report" in Documentation/testing.rst.
-*) aopts=(-accel tcg -cpu max,la57=off) ;;
+*) aopts=(-accel tcg -cpu max,la57=off ${QEMU_ICOUNT:+-icount "$QEMU_ICOUNT"}) ;;
 esac
 smp=${QEMU_SMP:-2}
 mem=${QEMU_MEM:-4G}
