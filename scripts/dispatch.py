@@ -25,6 +25,16 @@ import socket
 import sys
 
 
+class Guest:
+    """One guest's connection: its number, what it sent that is not a
+    whole line yet, and the last answer it got."""
+
+    def __init__(self, n):
+        self.n = n
+        self.buf = b""
+        self.last = b""
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -40,36 +50,34 @@ def main():
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(path)
         srv.listen()
-        sel.register(srv, selectors.EVENT_READ, ("listen", n))
+        sel.register(srv, selectors.EVENT_READ, n)
     while True:
         for key, _ in sel.select():
-            kind, n = key.data[0], key.data[1]
-            if kind == "listen":
+            if not isinstance(key.data, Guest):
                 # A guest (re)booted: its serial port connects.
                 conn, _ = key.fileobj.accept()
-                sel.register(conn, selectors.EVENT_READ, ("guest", n, bytearray(), [b""]))
+                sel.register(conn, selectors.EVENT_READ, Guest(key.data))
                 continue
-            buf, last = key.data[2], key.data[3]
+            guest = key.data
             data = key.fileobj.recv(4096)
             if not data:
                 sel.unregister(key.fileobj)
                 key.fileobj.close()
                 continue
-            buf += data
-            while b"\n" in buf:
-                line, _, rest = bytes(buf).partition(b"\n")
-                buf[:] = rest
+            guest.buf += data
+            while b"\n" in guest.buf:
+                line, _, guest.buf = guest.buf.partition(b"\n")
                 req = line.strip(b"\r ")
-                if req == b"again":
-                    log.write(f"guest {n}: sent again\n")
+                if req == b"again" and guest.last:
+                    log.write(f"guest {guest.n}: sent again\n")
                 elif req == b"next":
                     test = queue.pop() if queue else ""
                     if test:
-                        log.write(f"guest {n}: {' '.join(test.split()[:2])}\n")
-                    last[0] = f"@{len(test)} {test}\n".encode()
+                        log.write(f"guest {guest.n}: {' '.join(test.split()[:2])}\n")
+                    guest.last = f"@{len(test)} {test}\n".encode()
                 else:
                     continue
-                key.fileobj.sendall(last[0])
+                key.fileobj.sendall(guest.last)
 
 
 if __name__ == "__main__":
